@@ -1,0 +1,58 @@
+# homelab-p2p-bridge: the two commands of the quick start, and the pieces they are made of.
+#   make demo   bring the system up on the embedded default (local signaling gateway)
+#   make test   every test, linter and type check
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: help system-deps venv lint test test-unit test-integration demo demo-clean lambda-zip bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+system-deps:  ## install the Debian packages the tests and the demo use (needs root)
+	scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(MAKE) system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)  ## create .venv with the project and its test tools
+
+lint: venv  ## ruff, ruff format, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: venv  ## every check and test (CI runs this)
+	$(MAKE) lint
+	$(BIN)/pytest
+
+test-unit: venv  ## unit tests only
+	$(BIN)/pytest tests/unit
+
+test-integration: venv  ## integration tests only (real sockets on loopback)
+	$(BIN)/pytest tests/integration
+
+demo: venv  ## start the local signaling gateway and prove an echo through it
+	$(BIN)/python scripts/demo.py up
+
+demo-clean:  ## stop what `make demo` started and remove its state
+	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/demo.py down; else rm -rf .demo; fi
+
+lambda-zip: venv  ## build dist/signaling_lambda.zip (byte-reproducible)
+	$(BIN)/python -m signaling_lambda.package --out dist/signaling_lambda.zip
+
+bench: venv  ## run the benchmarks (prints tables and a JSON line each)
+	$(BIN)/python benchmarks/signaling.py
+
+clean: demo-clean  ## remove the venv and build output
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

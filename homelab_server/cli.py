@@ -1,0 +1,98 @@
+"""``homelab-p2p``: the client and operations command line."""
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from signaling_lambda.tokens import (
+    ROLES,
+    SecretError,
+    issue_token,
+    load_secret_file,
+    parse_ttl,
+)
+
+PROG = "homelab-p2p"
+NEW_SECRET_BYTES = 32
+
+
+def _ttl(text: str) -> int:
+    try:
+        return parse_ttl(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Reach the services of a homelab behind NAT over WebRTC."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    token = commands.add_parser("token", help="issue signaling tokens and make secrets")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = token_commands.add_parser(
+        "issue", help="print a signed token", description="Print a token signed with the secret."
+    )
+    issue.add_argument(
+        "--role", required=True, choices=ROLES, help="homelab (may register) or client"
+    )
+    issue.add_argument("--name", required=True, help="the homelab's name, or a label for a client")
+    issue.add_argument(
+        "--ttl",
+        type=_ttl,
+        default="30d",
+        help="lifetime: seconds, or a number with s/m/h/d (default: 30d)",
+    )
+    issue.add_argument("--secret-file", type=Path, required=True, help="the signing secret")
+    issue.set_defaults(run=_issue)
+    new_secret = token_commands.add_parser(
+        "new-secret",
+        help="write a new random signing secret",
+        description="Write a new random signing secret to a file readable by its owner only.",
+    )
+    new_secret.add_argument("--out", type=Path, required=True, help="file to create")
+    new_secret.add_argument("--force", action="store_true", help="replace the file if it exists")
+    new_secret.set_defaults(run=_new_secret)
+    return parser
+
+
+def _issue(args: argparse.Namespace) -> int:
+    try:
+        secret = load_secret_file(args.secret_file)
+        print(issue_token(secret, args.role, args.name, args.ttl))
+    except (SecretError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _new_secret(args: argparse.Namespace) -> int:
+    path: Path = args.out
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        print(f"{PROG}: {path} already exists; pass --force to replace it", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: cannot create {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # --force on an existing file keeps its old mode otherwise
+        out.write(secrets.token_urlsafe(NEW_SECRET_BYTES) + "\n")
+    print(f"Wrote a new signing secret to {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The API Gateway management API, served over HTTP on loopback for the handler's boto3 client.
+
+``POST|GET|DELETE /{stage}/@connections/{connectionId}`` as on AWS, with AWS's error
+shapes (``x-amzn-ErrorType`` header, JSON ``message``) so botocore raises the same
+exceptions: GoneException (410) for an unknown id, PayloadTooLargeException (413) over
+128 KiB, ForbiddenException (403) for another stage. It can post to and drop any
+connection, so it listens on 127.0.0.1 only; on AWS the same API sits behind SigV4.
+"""
+
+import logging
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from websockets.exceptions import ConnectionClosed
+
+from signaling_lambda.gateway.connections import ConnectionTable
+
+log = logging.getLogger("signaling_lambda.gateway")
+
+MAX_POST_BYTES = 131072
+LOOPBACK = "127.0.0.1"
+
+
+def _error(status: int, error_type: str, message: str) -> web.Response:
+    return web.json_response(
+        {"message": message}, status=status, headers={"x-amzn-ErrorType": error_type}
+    )
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+class ManagementApi:
+    def __init__(self, table: ConnectionTable, stage: str) -> None:
+        self._table = table
+        self._stage = stage
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/{self._stage}"
+
+    async def start(self, port: int) -> None:
+        app = web.Application(client_max_size=MAX_POST_BYTES + 1)
+        path = "/{stage}/@connections/{connection_id}"
+        app.router.add_post(path, self._post)
+        app.router.add_get(path, self._get)
+        app.router.add_delete(path, self._delete)
+        # Bind the socket here: aiohttp has no public way to learn the port of port 0.
+        sock = socket.create_server((LOOPBACK, port))
+        self.port = sock.getsockname()[1]
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _check_stage(self, request: web.Request) -> web.Response | None:
+        if request.match_info["stage"] != self._stage:
+            return _error(403, "ForbiddenException", "Forbidden")
+        return None
+
+    def _gone(self, connection_id: str) -> web.Response:
+        return _error(410, "GoneException", f"Connection {connection_id} is gone")
+
+    async def _post(self, request: web.Request) -> web.Response:
+        if (refused := self._check_stage(request)) is not None:
+            return refused
+        connection_id = request.match_info["connection_id"]
+        if request.content_length is not None and request.content_length > MAX_POST_BYTES:
+            return _error(413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes")
+        data = await request.read()
+        connection = self._table.get(connection_id)
+        if connection is None:
+            return self._gone(connection_id)
+        try:
+            message: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            message = data  # not text: it goes out as a binary frame
+        try:
+            await connection.websocket.send(message)
+        except ConnectionClosed:
+            return self._gone(connection_id)
+        return web.Response(status=200)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        if (refused := self._check_stage(request)) is not None:
+            return refused
+        connection_id = request.match_info["connection_id"]
+        connection = self._table.get(connection_id)
+        if connection is None:
+            return self._gone(connection_id)
+        body: dict[str, Any] = {
+            "connectedAt": _iso(connection.caller.connected_at),
+            "identity": {
+                "sourceIp": connection.caller.source_ip,
+                "userAgent": connection.caller.user_agent,
+            },
+            "lastActiveAt": _iso(connection.last_active_epoch),
+        }
+        return web.json_response(body)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        if (refused := self._check_stage(request)) is not None:
+            return refused
+        connection_id = request.match_info["connection_id"]
+        connection = self._table.get(connection_id)
+        if connection is None:
+            return self._gone(connection_id)
+        log.info("Closing connection %s on request of the management API", connection_id)
+        await connection.websocket.close(1000, "Connection deleted")
+        return web.Response(status=204)

@@ -1,0 +1,34 @@
+"""AWS Lambda entry point: ``signaling_lambda.handler.lambda_handler``.
+
+The app is built once per container from the environment (see settings.py) and reused by
+warm invocations.
+"""
+
+import logging
+import os
+from typing import Any
+
+from signaling_lambda.app import SignalingApp
+from signaling_lambda.settings import ConfigError, Settings
+
+log = logging.getLogger("signaling_lambda")
+_app: SignalingApp | None = None
+
+
+def _get_app() -> SignalingApp:
+    global _app  # noqa: PLW0603 - one app per Lambda container, by design
+    if _app is None:
+        settings = Settings.from_environ(os.environ)
+        log.setLevel(settings.log_level)
+        _app = SignalingApp.from_settings(settings)
+    return _app
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    try:
+        app = _get_app()
+    except ConfigError as exc:
+        log.info("===== Lambda Handler Started =====")
+        log.error("Configuration error: %s", exc)
+        return {"statusCode": 500, "body": "Internal server error"}
+    return app.handle(event, context)

@@ -1,0 +1,57 @@
+"""Build the Lambda deployment zip, byte for byte the same from the same sources.
+
+    python -m signaling_lambda.package --out dist/signaling_lambda.zip
+
+The zip holds the handler's modules only (this package's top-level ``.py`` files, without
+build tooling and without ``gateway/``); boto3 comes with the Lambda runtime. Entries are
+sorted, stored uncompressed (so zlib's version cannot change a byte), dated 1980-01-01 and
+mode 0644, so the sha256 (Lambda's CodeSha256) changes exactly when a source does.
+"""
+
+import argparse
+import base64
+import hashlib
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+NOT_IN_ZIP = {"package.py"}
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def handler_sources() -> list[Path]:
+    return sorted(p for p in PACKAGE_DIR.glob("*.py") if p.name not in NOT_IN_ZIP)
+
+
+def build_zip_bytes(sources: list[Path] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for source in sources if sources is not None else handler_sources():
+            entry = zipfile.ZipInfo(f"{PACKAGE_DIR.name}/{source.name}", FIXED_DATE)
+            entry.external_attr = 0o100644 << 16
+            entry.create_system = 3  # Unix, whatever machine builds it
+            archive.writestr(entry, source.read_bytes())
+    return buffer.getvalue()
+
+
+def code_sha256(zip_bytes: bytes) -> str:
+    """The digest as Lambda reports it (CodeSha256: base64 of the sha256)."""
+    return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the signaling Lambda zip.")
+    parser.add_argument("--out", type=Path, default=Path("dist/signaling_lambda.zip"))
+    args = parser.parse_args(argv)
+    data = build_zip_bytes()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    print(f"{args.out}: {len(data)} bytes, sha256 {sha256}, CodeSha256 {code_sha256(data)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

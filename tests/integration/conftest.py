@@ -1,0 +1,30 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway import GatewayProcess
+from tests.support.integration import StartGateway
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path, secret_file: Path) -> Iterator[StartGateway]:
+    """Start ``signaling-gateway`` on free ports; stopped (and its log checked) afterwards."""
+    started: list[GatewayProcess] = []
+
+    def start(*extra: str, auth: bool = True) -> GatewayProcess:
+        args = ["--port", "0", *(["--secret-file", str(secret_file)] if auth else ["--no-auth"])]
+        gateway = GatewayProcess([*args, *extra], tmp_path / f"gateway-{len(started)}.log")
+        started.append(gateway)
+        return gateway.start()
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+        # A traceback in the gateway's log is a bug, whatever the test looked at.
+        assert "Traceback" not in gateway.log(), gateway.log()
+
+
+@pytest.fixture
+def gateway(start_gateway: StartGateway) -> GatewayProcess:
+    return start_gateway()

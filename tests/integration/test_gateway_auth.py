@@ -1,0 +1,77 @@
+"""Who may connect and who may register."""
+
+import re
+import time
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from signaling_lambda.tokens import issue_token
+from tests.support import token
+from tests.support.gateway import GatewayProcess
+from tests.support.integration import StartGateway
+from tests.support.ws import open_ws, request
+
+OTHER_SECRET = b"another-secret-that-is-long-enough-to-use"
+
+
+@pytest.mark.parametrize(
+    ("presented", "why"),
+    [
+        (None, "no token was given"),
+        ("not-a-token", "is not a hp1.<payload>.<signature> token"),
+        (token()[:-4] + "AAAA", "signature does not match"),
+        (issue_token(OTHER_SECRET, "client", "alice", 3600), "signature does not match"),
+        (token(ttl=60, now=time.time() - 3600), "the token expired at"),
+    ],
+    ids=["missing", "malformed", "forged", "other-secret", "expired"],
+)
+async def test_connect_without_a_valid_token_is_refused_with_401(
+    gateway: GatewayProcess, presented: str | None, why: str
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await open_ws(gateway.url, presented)
+    assert refused.value.response.status_code == 401
+    gateway.wait_for_log(r"\[WARNING\] Connection refused, returning 401: .*" + re.escape(why))
+
+
+async def test_websocket_on_another_path_is_refused(gateway: GatewayProcess) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await open_ws(gateway.url.replace("/prod", "/dev"), token())
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"name": "laptop"}, "no token was given"),
+        ({"name": "laptop", "token": token("client", "laptop")}, "a client token cannot register"),
+        (
+            {"name": "laptop", "token": token("homelab", "nas")},
+            "the token is for 'nas', not 'laptop'",
+        ),
+        (
+            {"name": "laptop", "token": token("homelab", "laptop", 60, time.time() - 3600)},
+            "expired",
+        ),
+    ],
+    ids=["no-token", "client-token", "other-name", "expired"],
+)
+async def test_only_a_homelab_token_for_that_name_may_register(
+    gateway: GatewayProcess, body: dict[str, str], why: str
+) -> None:
+    async with await open_ws(gateway.url, token("homelab", "laptop")) as ws:
+        reply = await request(ws, {"action": "register", **body})
+        assert reply["error"] == "unauthorized"
+        assert why in reply["message"]
+        # Nothing was registered: a client still finds no homelab.
+        probe = await request(ws, {"action": "sendSignal", "to": "laptop", "data": "x"})
+        assert probe["error"] == "backend_unreachable"
+
+
+async def test_no_auth_warns_loudly_and_lets_anyone_in(start_gateway: StartGateway) -> None:
+    gateway = start_gateway(auth=False)
+    assert "AUTHENTICATION IS OFF" in gateway.log()
+    async with await open_ws(gateway.url) as ws:
+        reply = await request(ws, {"action": "register", "name": "anything"})
+    assert reply["action"] == "registered"

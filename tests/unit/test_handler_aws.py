@@ -1,0 +1,493 @@
+"""The handler on moto's in-process AWS: DynamoDB, API Gateway management, Lambda."""
+
+import io
+import json
+import logging
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from signaling_lambda import handler as lambda_entry
+from signaling_lambda.app import SignalingApp
+from signaling_lambda.management import ConnectionsDirectory, boto3_client_factory
+from signaling_lambda.registry import DynamoDBRegistry, LambdaEnvRegistry
+from signaling_lambda.settings import Settings
+from tests.support import SECRET, token
+from tests.unit.aws_support import DOMAIN, ENDPOINT, REGION, event, posted
+
+TABLE = "homelab-p2p-registry"
+FUNCTION = "homelab-p2p-signaling"
+GUIDE_MESSAGE = "The target (homelab_server) is not currently connected"
+OFFER = {"type": "offer", "sdp": "v=0"}
+
+
+@pytest.fixture
+def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
+    for variable, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(variable, value)
+    with mock_aws():
+        yield boto3.session.Session(region_name=REGION)
+
+
+@pytest.fixture
+def table(session: boto3.session.Session) -> str:
+    client = session.client("dynamodb")
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(
+        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
+    return TABLE
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="signaling_lambda")
+    return caplog
+
+
+def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        f"[{r.levelname}] {r.getMessage()}" for r in caplog.records if r.name == "signaling_lambda"
+    ]
+
+
+def assert_in_order(caplog: pytest.LogCaptureFixture, *expected: str) -> None:
+    logged = lines(caplog)
+    position = 0
+    for line in expected:
+        matches = [i for i, text in enumerate(logged) if i >= position and text.startswith(line)]
+        assert matches, f"{line!r} not logged after line {position}:\n" + "\n".join(logged)
+        position = matches[0] + 1
+
+
+def dynamodb_app(session: boto3.session.Session, table: str) -> SignalingApp:
+    settings = Settings(registry_backend="dynamodb", registry_table=table, secret=SECRET)
+    return SignalingApp.from_settings(settings, session)
+
+
+def register(app: SignalingApp, connection_id: str, name: str = "laptop") -> dict[str, Any]:
+    body = {"action": "register", "name": name, "token": token("homelab", name)}
+    return app.handle(event("register", connection_id, body))
+
+
+# --- $connect -----------------------------------------------------------------------------
+
+
+def test_connect_with_a_valid_token_is_allowed(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    app = dynamodb_app(session, table)
+    assert app.handle(event("$connect", "C1=", query={"token": token()})) == {"statusCode": 200}
+    assert_in_order(
+        logs,
+        "[INFO] ===== Lambda Handler Started =====",
+        "[DEBUG] RouteKey: $connect",
+        "[INFO] Connection allowed, returning 200",
+    )
+
+
+def test_connect_without_a_valid_token_is_refused(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    app = dynamodb_app(session, table)
+    response = app.handle(event("$connect", "C1=", query={"token": "forged"}))
+    assert response["statusCode"] == 401
+    assert_in_order(logs, "[WARNING] Connection refused, returning 401: the token is not")
+
+
+# --- dynamodb -------------------------------------------------------------------------------
+
+
+def test_register_writes_the_item_with_its_ttl(session: boto3.session.Session, table: str) -> None:
+    app = dynamodb_app(session, table)
+    before = int(time.time())
+    assert register(app, "HOME=") == {"statusCode": 200}
+    item = session.client("dynamodb").get_item(TableName=table, Key={"name": {"S": "laptop"}})[
+        "Item"
+    ]
+    assert item["connectionId"] == {"S": "HOME="}
+    expires_at = int(item["expiresAt"]["N"])
+    assert before + 7800 <= expires_at <= int(time.time()) + 7800
+    assert posted("HOME=") == [{"action": "registered", "name": "laptop", "connectionId": "HOME="}]
+
+
+def test_relay_to_a_registered_name(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    app = dynamodb_app(session, table)
+    register(app, "HOME=")
+    app.handle(
+        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+    )
+    assert posted("HOME=")[-1] == {
+        "action": "sendSignal",
+        "from": "CLIENT=",
+        "to": "laptop",
+        "data": OFFER,
+    }
+    assert_in_order(
+        logs,
+        "[INFO] Processing sendSignal route",
+        "[DEBUG] LAPTOP_ID registry item is set: HOME=",
+        "[INFO] Verifying LAPTOP_ID connection is alive...",
+        "[INFO] LAPTOP_ID connection verified as alive",
+        "[INFO] Relayed offer from CLIENT= to laptop (HOME=)",
+    )
+
+
+def test_expired_registration_is_not_used(session: boto3.session.Session, table: str) -> None:
+    session.client("dynamodb").put_item(
+        TableName=table,
+        Item={"name": {"S": "laptop"}, "connectionId": {"S": "OLD="}, "expiresAt": {"N": "1000"}},
+    )
+    registry = DynamoDBRegistry(session.client("dynamodb"), table, 7800)
+    assert registry.lookup("laptop") is None
+
+
+def test_stale_cleanup_never_removes_a_newer_registration(
+    session: boto3.session.Session, table: str
+) -> None:
+    registry = DynamoDBRegistry(session.client("dynamodb"), table, 7800)
+    registry.register("laptop", "OLD=")
+    registry.register("laptop", "NEW=")
+    assert registry.unregister("laptop", "OLD=") is False
+    assert registry.lookup("laptop") == "NEW="
+    assert registry.unregister("laptop", "NEW=") is True
+    assert registry.lookup("laptop") is None
+
+
+def stubbed_app(session: boto3.session.Session, table: str) -> tuple[SignalingApp, Stubber]:
+    """An app whose management API client answers what the test queues."""
+    client = session.client("apigatewaymanagementapi", endpoint_url=ENDPOINT)
+    stubber = Stubber(client)
+    stubber.activate()
+    directory = ConnectionsDirectory(lambda _endpoint: client)
+    settings = Settings(registry_backend="dynamodb", registry_table=table, secret=SECRET)
+    registry = DynamoDBRegistry(session.client("dynamodb"), table, 7800)
+    return SignalingApp(settings, registry, directory), stubber
+
+
+def test_stale_registration_found_by_get_connection_is_dropped_and_the_sender_told(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    app, stubber = stubbed_app(session, table)
+    DynamoDBRegistry(session.client("dynamodb"), table, 7800).register("laptop", "GONE=")
+    stubber.add_client_error(
+        "get_connection",
+        "GoneException",
+        http_status_code=410,
+        expected_params={"ConnectionId": "GONE="},
+    )
+    error = {"error": "backend_unreachable", "message": GUIDE_MESSAGE, "target": "laptop"}
+    stubber.add_response(
+        "post_to_connection",
+        {},
+        {"ConnectionId": "CLIENT=", "Data": json.dumps(error, separators=(",", ":")).encode()},
+    )
+    body = {"action": "sendSignal", "to": "laptop", "data": OFFER}
+    assert app.handle(event("sendSignal", "CLIENT=", body)) == {"statusCode": 200}
+    stubber.assert_no_pending_responses()
+    assert DynamoDBRegistry(session.client("dynamodb"), table, 7800).lookup("laptop") is None
+    assert_in_order(
+        logs,
+        "[INFO] Verifying LAPTOP_ID connection is alive...",
+        "[WARNING] LAPTOP_ID connection is stale (homelab_server not connected)",
+        "[INFO] Dropped the stale registration of 'laptop' (GONE=)",
+        "[ERROR] Target connection GONE= does not exist (homelab_server not connected)",
+        "[INFO] Sent error notification to sender",
+    )
+
+
+def test_gone_on_post_after_a_live_check_is_handled_the_same(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    app, stubber = stubbed_app(session, table)
+    DynamoDBRegistry(session.client("dynamodb"), table, 7800).register("laptop", "RACE=")
+    stubber.add_response("get_connection", {}, {"ConnectionId": "RACE="})
+    stubber.add_client_error(
+        "post_to_connection",
+        "GoneException",
+        http_status_code=410,
+        expected_params={"ConnectionId": "RACE=", "Data": ANY},
+    )
+    stubber.add_response("post_to_connection", {}, {"ConnectionId": "CLIENT=", "Data": ANY})
+    app.handle(
+        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+    )
+    stubber.assert_no_pending_responses()
+    assert_in_order(
+        logs,
+        "[INFO] LAPTOP_ID connection verified as alive",
+        "[WARNING] LAPTOP_ID connection is stale (homelab_server not connected)",
+        "[INFO] Sent error notification to sender",
+    )
+
+
+class ReRegisteredMeanwhile(DynamoDBRegistry):
+    """The homelab re-registers right after a client's relay has looked up its old id."""
+
+    def lookup(self, name: str) -> str | None:
+        found = super().lookup(name)
+        self.register(name, "NEW=")
+        return found
+
+
+def test_a_cleanup_racing_a_new_registration_keeps_the_new_one(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    client = session.client("apigatewaymanagementapi", endpoint_url=ENDPOINT)
+    stubber = Stubber(client)
+    stubber.add_client_error(
+        "get_connection",
+        "GoneException",
+        http_status_code=410,
+        expected_params={"ConnectionId": "OLD="},
+    )
+    stubber.add_response("post_to_connection", {}, {"ConnectionId": "CLIENT=", "Data": ANY})
+    stubber.activate()
+    registry = ReRegisteredMeanwhile(session.client("dynamodb"), table, 7800)
+    registry.register("laptop", "OLD=")
+    settings = Settings(registry_backend="dynamodb", registry_table=table, secret=SECRET)
+    app = SignalingApp(settings, registry, ConnectionsDirectory(lambda _: client))
+    app.handle(
+        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+    )
+    assert DynamoDBRegistry(session.client("dynamodb"), table, 7800).lookup("laptop") == "NEW="
+    assert not any("Dropped the stale registration" in line for line in lines(logs))
+
+
+def test_a_missing_table_is_one_error_line_and_internal_server_error(
+    session: boto3.session.Session, logs: pytest.LogCaptureFixture
+) -> None:
+    app = dynamodb_app(session, "no-such-table")
+    body = {"action": "sendSignal", "to": "laptop", "data": OFFER}
+    response = app.handle(event("sendSignal", "CLIENT=", body))
+    assert response["statusCode"] == 500
+    reply = posted("CLIENT=")[-1]
+    assert reply["message"] == "Internal server error"
+    assert reply["connectionId"] == "CLIENT="
+    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is None
+    assert "ResourceNotFoundException" in errors[0].getMessage()
+    assert "check that table no-such-table exists" in errors[0].getMessage()
+
+
+def test_management_api_forbidden_says_which_permission(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    app, stubber = stubbed_app(session, table)
+    stubber.add_client_error("post_to_connection", "ForbiddenException", http_status_code=403)
+    stubber.add_client_error("post_to_connection", "ForbiddenException", http_status_code=403)
+    assert app.handle(event("ping", "C=", {"action": "ping"}))["statusCode"] == 500
+    assert_in_order(logs, "[ERROR] PostToConnection at https://")
+    assert "execute-api:ManageConnections" in lines(logs)[-1] or any(
+        "execute-api:ManageConnections" in line for line in lines(logs)
+    )
+
+
+# --- the management endpoint ------------------------------------------------------------------
+
+
+def test_endpoint_comes_from_the_event_or_the_override() -> None:
+    assert ConnectionsDirectory(boto3_client_factory()).endpoint_for(DOMAIN, "prod") == ENDPOINT
+    override = ConnectionsDirectory(boto3_client_factory(), "http://127.0.0.1:9/prod/")
+    assert override.endpoint_for(DOMAIN, "prod") == "http://127.0.0.1:9/prod"
+
+
+# --- lambda_env: the original design ------------------------------------------------------------
+
+
+def create_function(session: boto3.session.Session, laptop_id: str) -> None:
+    role = session.client("iam").create_role(
+        RoleName="signaling",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def lambda_handler(e, c): return {}\n")
+    session.client("lambda").create_function(
+        FunctionName=FUNCTION,
+        Runtime="python3.12",
+        Role=role,
+        Handler="handler.lambda_handler",
+        Code={"ZipFile": code.getvalue()},
+        Environment={"Variables": {"LAPTOP_ID": laptop_id, "SIGNALING_SECRET": SECRET.decode()}},
+    )
+
+
+def function_variables(session: boto3.session.Session) -> dict[str, str]:
+    config = session.client("lambda").get_function_configuration(FunctionName=FUNCTION)
+    return config["Environment"]["Variables"]
+
+
+def lambda_env_app(session: boto3.session.Session) -> SignalingApp:
+    settings = Settings(registry_backend="lambda_env", function_name=FUNCTION, secret=SECRET)
+    return SignalingApp.from_settings(settings, session)
+
+
+def test_lambda_env_register_sets_laptop_id_and_keeps_the_rest(
+    session: boto3.session.Session, logs: pytest.LogCaptureFixture
+) -> None:
+    create_function(session, "init")
+    app = lambda_env_app(session)
+    register(app, "HOME=")
+    assert function_variables(session) == {
+        "LAPTOP_ID": "HOME=",
+        "SIGNALING_SECRET": SECRET.decode(),
+    }
+    app.handle(
+        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+    )
+    assert posted("HOME=")[-1]["data"] == OFFER
+    assert_in_order(logs, "[DEBUG] LAPTOP_ID environment variable is set: HOME=")
+
+
+def test_lambda_env_stale_init_value_is_the_guides_test_3(
+    session: boto3.session.Session, logs: pytest.LogCaptureFixture
+) -> None:
+    create_function(session, "init")
+    client = session.client("apigatewaymanagementapi", endpoint_url=ENDPOINT)
+    stubber = Stubber(client)
+    stubber.add_client_error("get_connection", "GoneException", http_status_code=410)
+    stubber.add_response("post_to_connection", {}, {"ConnectionId": "CLIENT=", "Data": ANY})
+    stubber.activate()
+    settings = Settings(registry_backend="lambda_env", function_name=FUNCTION, secret=SECRET)
+    registry = LambdaEnvRegistry(session.client("lambda"), FUNCTION)
+    app = SignalingApp(settings, registry, ConnectionsDirectory(lambda _: client))
+    app.handle(
+        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+    )
+    stubber.assert_no_pending_responses()
+    assert function_variables(session)["LAPTOP_ID"] == ""
+    assert_in_order(
+        logs,
+        "[INFO] Processing sendSignal route",
+        "[DEBUG] LAPTOP_ID environment variable is set: init",
+        "[INFO] Verifying LAPTOP_ID connection is alive...",
+        "[WARNING] LAPTOP_ID connection is stale (homelab_server not connected)",
+        "[ERROR] Target connection init does not exist (homelab_server not connected)",
+        "[INFO] Sent error notification to sender",
+    )
+
+
+def test_lambda_env_holds_only_laptop(session: boto3.session.Session) -> None:
+    create_function(session, "")
+    app = lambda_env_app(session)
+    register(app, "NAS=", name="nas")
+    reply = posted("NAS=")[-1]
+    assert reply["error"] == "bad_request"
+    assert "holds only the name 'laptop'" in reply["message"]
+
+
+def test_lambda_env_write_retries_when_the_revision_changed() -> None:
+    client = boto3.session.Session(
+        aws_access_key_id="x", aws_secret_access_key="x", region_name=REGION
+    ).client("lambda")
+    stubber = Stubber(client)
+
+    def configuration(revision: str, laptop_id: str) -> dict[str, Any]:
+        return {
+            "FunctionName": FUNCTION,
+            "RevisionId": revision,
+            "Environment": {"Variables": {"LAPTOP_ID": laptop_id, "OTHER": "kept"}},
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "LastModified": datetime.now(UTC).isoformat(),
+        }
+
+    expected_update = {
+        "FunctionName": FUNCTION,
+        "Environment": {"Variables": {"LAPTOP_ID": "HOME=", "OTHER": "kept"}},
+        "RevisionId": ANY,
+    }
+    stubber.add_response("get_function_configuration", configuration("r1", "init"))
+    stubber.add_client_error(
+        "update_function_configuration", "PreconditionFailedException", http_status_code=412
+    )
+    stubber.add_response("get_function_configuration", configuration("r2", "init"))
+    stubber.add_response(
+        "update_function_configuration", configuration("r3", "HOME="), expected_update
+    )
+    stubber.add_response(
+        "get_function", {"Configuration": configuration("r3", "HOME=")}
+    )  # the waiter
+    with stubber:
+        LambdaEnvRegistry(client, FUNCTION, sleep=lambda _: None).register("laptop", "HOME=")
+        stubber.assert_no_pending_responses()
+
+
+# --- lambda_handler: the entry point as deployed ---------------------------------------------
+
+
+@pytest.fixture
+def fresh_entry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(lambda_entry, "_app", None)
+    yield
+    lambda_entry._app = None
+
+
+def test_lambda_handler_builds_the_app_from_its_environment(
+    session: boto3.session.Session, table: str, monkeypatch: pytest.MonkeyPatch, fresh_entry: None
+) -> None:
+    monkeypatch.setenv("REGISTRY_BACKEND", "dynamodb")
+    monkeypatch.setenv("REGISTRY_TABLE", table)
+    monkeypatch.setenv("SIGNALING_SECRET", SECRET.decode())
+    connect = event("$connect", "C=", query={"token": token()})
+    assert lambda_entry.lambda_handler(connect, None)["statusCode"] == 200
+    echo = {"action": "sendSignal", "to": "me", "data": "test"}
+    lambda_entry.lambda_handler(event("sendSignal", "C=", echo), None)
+    assert posted("C=") == [{"action": "sendSignal", "from": "C=", "to": "me", "data": "test"}]
+
+
+def test_lambda_handler_reports_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, fresh_entry: None, logs: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("REGISTRY_BACKEND", "sqlite")
+    response = lambda_entry.lambda_handler(event("$connect", "C="), None)
+    assert response["statusCode"] == 500
+    assert_in_order(logs, "[ERROR] Configuration error: REGISTRY_BACKEND is 'sqlite'; use one of")
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"REGISTRY_BACKEND": "dynamodb"}, "REGISTRY_TABLE is not set"),
+        ({"REGISTRY_BACKEND": "memory"}, "SIGNALING_SECRET is not set"),
+        ({"REGISTRY_BACKEND": "memory", "SIGNALING_SECRET": "short"}, "at least 32"),
+        (
+            {"REGISTRY_BACKEND": "lambda_env", "SIGNALING_AUTH": "off"},
+            "AWS_LAMBDA_FUNCTION_NAME is not set",
+        ),
+        ({"REGISTRY_BACKEND": "memory", "SIGNALING_AUTH": "maybe"}, "SIGNALING_AUTH is 'maybe'"),
+        (
+            {"REGISTRY_BACKEND": "memory", "SIGNALING_AUTH": "off", "REGISTRY_TTL_SECONDS": "x"},
+            "not a whole number",
+        ),
+        (
+            {"REGISTRY_BACKEND": "memory", "SIGNALING_AUTH": "off", "LOG_LEVEL": "LOUD"},
+            "LOG_LEVEL is 'LOUD'",
+        ),
+    ],
+)
+def test_settings_name_the_variable_to_fix(variables: dict[str, str], message: str) -> None:
+    from signaling_lambda.settings import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        Settings.from_environ(variables)

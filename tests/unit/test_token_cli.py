@@ -1,0 +1,84 @@
+"""``homelab-p2p token``: issue tokens and make secrets, as a person types them."""
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from signaling_lambda.tokens import load_secret_file, verify_token
+
+CLI = Path(sys.executable).with_name("homelab-p2p")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_new_secret_then_issue_a_token_that_verifies(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    made = run("token", "new-secret", "--out", str(secret))
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    issued = run(
+        "token",
+        "issue",
+        "--role",
+        "homelab",
+        "--name",
+        "laptop",
+        "--ttl",
+        "30d",
+        "--secret-file",
+        str(secret),
+    )
+    assert issued.returncode == 0, issued.stderr
+    claims = verify_token(load_secret_file(secret), issued.stdout.strip())
+    assert (claims.role, claims.name) == ("homelab", "laptop")
+
+
+def test_new_secret_does_not_overwrite_without_force(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("keep me, I am thirty-two bytes or more long\n")
+    refused = run("token", "new-secret", "--out", str(secret))
+    assert refused.returncode == 2
+    assert "already exists; pass --force" in refused.stderr
+    assert secret.read_text().startswith("keep me")
+    assert run("token", "new-secret", "--out", str(secret), "--force").returncode == 0
+    assert not secret.read_text().startswith("keep me")
+
+
+def test_errors_are_one_sentence_with_status_2(tmp_path: Path, secret_file: Path) -> None:
+    cases = [
+        (
+            ["--role", "client", "--name", "alice", "--secret-file", str(tmp_path / "none")],
+            "cannot read the secret file",
+        ),
+        (
+            ["--role", "client", "--name", "bad name", "--secret-file", str(secret_file)],
+            "name 'bad name' is not valid",
+        ),
+        (
+            [
+                "--role",
+                "client",
+                "--name",
+                "alice",
+                "--ttl",
+                "soon",
+                "--secret-file",
+                str(secret_file),
+            ],
+            "is not a lifetime",
+        ),
+        (
+            ["--role", "root", "--name", "alice", "--secret-file", str(secret_file)],
+            "invalid choice: 'root'",
+        ),
+    ]
+    for args, message in cases:
+        result = run("token", "issue", *args)
+        assert result.returncode == 2, args
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
