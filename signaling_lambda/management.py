@@ -55,26 +55,27 @@ class Connections:
 
     def post(self, connection_id: str, payload: bytes) -> bool:
         """Send ``payload`` to a connection; False when the connection is gone."""
-        try:
-            self._client.post_to_connection(ConnectionId=connection_id, Data=payload)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in GONE_CODES:
-                return False
-            raise _explain("PostToConnection", self.endpoint, exc) from None
-        except BotoCoreError as exc:
-            raise _explain("PostToConnection", self.endpoint, exc) from None
-        return True
+        return self._reached(
+            "PostToConnection",
+            lambda: self._client.post_to_connection(ConnectionId=connection_id, Data=payload),
+        )
 
     def is_alive(self, connection_id: str) -> bool:
         """``GetConnection``: True while API Gateway still holds the connection open."""
+        return self._reached(
+            "GetConnection", lambda: self._client.get_connection(ConnectionId=connection_id)
+        )
+
+    def _reached(self, action: str, call: Callable[[], object]) -> bool:
+        """Run ``call``: True if it succeeded, False if the connection is gone."""
         try:
-            self._client.get_connection(ConnectionId=connection_id)
+            call()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in GONE_CODES:
                 return False
-            raise _explain("GetConnection", self.endpoint, exc) from None
+            raise _explain(action, self.endpoint, exc) from None
         except BotoCoreError as exc:
-            raise _explain("GetConnection", self.endpoint, exc) from None
+            raise _explain(action, self.endpoint, exc) from None
         return True
 
 

@@ -9,13 +9,15 @@ connection, so it listens on 127.0.0.1 only; on AWS the same API sits behind Sig
 
 import logging
 import socket
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from websockets.exceptions import ConnectionClosed
 
-from signaling_lambda.gateway.connections import ConnectionTable
+from signaling_lambda.gateway.connections import ConnectionTable, LiveConnection
 
 log = logging.getLogger("signaling_lambda.gateway")
 
@@ -23,10 +25,29 @@ MAX_POST_BYTES = 131072
 LOOPBACK = "127.0.0.1"
 
 
+class _MalformedRequestsAsWarnings(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp logs a malformed request with its traceback (at ERROR, or DEBUG for non-HTTP
+    bytes); here that is bad input from a client, so it becomes one WARNING line. Anything
+    else passes unchanged: another exception is a bug and keeps its traceback."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = sys.exc_info()[1] if exc_info is True else exc_info
+        if isinstance(error, HttpProcessingError):
+            why = (str(error.message).strip().splitlines() or ["malformed"])[0]
+            self.logger.warning("Management API: refused a malformed HTTP request (%s)", why)
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
 def _error(status: int, error_type: str, message: str) -> web.Response:
     return web.json_response(
         {"message": message}, status=status, headers={"x-amzn-ErrorType": error_type}
     )
+
+
+def _gone(connection_id: str) -> web.Response:
+    return _error(410, "GoneException", f"Connection {connection_id} is gone")
 
 
 def _iso(epoch: float) -> str:
@@ -54,7 +75,9 @@ class ManagementApi:
         # Bind the socket here: aiohttp has no public way to learn the port of port 0.
         sock = socket.create_server((LOOPBACK, port))
         self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, logger=_MalformedRequestsAsWarnings(log, {})
+        )
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
 
@@ -63,24 +86,21 @@ class ManagementApi:
             await self._runner.cleanup()
             self._runner = None
 
-    def _check_stage(self, request: web.Request) -> web.Response | None:
+    def _connection(self, request: web.Request) -> LiveConnection | web.Response:
+        """The open connection a request names, or the error response refusing the request."""
         if request.match_info["stage"] != self._stage:
             return _error(403, "ForbiddenException", "Forbidden")
-        return None
-
-    def _gone(self, connection_id: str) -> web.Response:
-        return _error(410, "GoneException", f"Connection {connection_id} is gone")
+        connection_id = request.match_info["connection_id"]
+        connection = self._table.get(connection_id)
+        return connection if connection is not None else _gone(connection_id)
 
     async def _post(self, request: web.Request) -> web.Response:
-        if (refused := self._check_stage(request)) is not None:
-            return refused
-        connection_id = request.match_info["connection_id"]
+        connection = self._connection(request)
+        if isinstance(connection, web.Response):
+            return connection
         if request.content_length is not None and request.content_length > MAX_POST_BYTES:
             return _error(413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes")
         data = await request.read()
-        connection = self._table.get(connection_id)
-        if connection is None:
-            return self._gone(connection_id)
         try:
             message: str | bytes = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -88,16 +108,13 @@ class ManagementApi:
         try:
             await connection.websocket.send(message)
         except ConnectionClosed:
-            return self._gone(connection_id)
+            return _gone(connection.connection_id)
         return web.Response(status=200)
 
     async def _get(self, request: web.Request) -> web.Response:
-        if (refused := self._check_stage(request)) is not None:
-            return refused
-        connection_id = request.match_info["connection_id"]
-        connection = self._table.get(connection_id)
-        if connection is None:
-            return self._gone(connection_id)
+        connection = self._connection(request)
+        if isinstance(connection, web.Response):
+            return connection
         body: dict[str, Any] = {
             "connectedAt": _iso(connection.caller.connected_at),
             "identity": {
@@ -109,12 +126,9 @@ class ManagementApi:
         return web.json_response(body)
 
     async def _delete(self, request: web.Request) -> web.Response:
-        if (refused := self._check_stage(request)) is not None:
-            return refused
-        connection_id = request.match_info["connection_id"]
-        connection = self._table.get(connection_id)
-        if connection is None:
-            return self._gone(connection_id)
-        log.info("Closing connection %s on request of the management API", connection_id)
+        connection = self._connection(request)
+        if isinstance(connection, web.Response):
+            return connection
+        log.info("Closing connection %s on request of the management API", connection.connection_id)
         await connection.websocket.close(1000, "Connection deleted")
         return web.Response(status=204)

@@ -114,3 +114,31 @@ def test_plain_get_serves_the_static_directory(start_gateway: StartGateway, tmp_
 def test_without_a_static_directory_plain_get_is_404(gateway: GatewayProcess) -> None:
     base = gateway.url.replace("ws://", "http://").removesuffix("/prod")
     assert http_get(base + "/")[0] == 404
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /prod/@connections/x HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"GET /prod/@connections/x HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
+        b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n",
+    ],
+    ids=["bad-content-length", "huge-header", "tls-hello"],
+)
+def test_malformed_http_to_the_management_api_is_one_warning(
+    gateway: GatewayProcess, request_bytes: bytes
+) -> None:
+    import socket
+
+    port = urlsplit(gateway.management_url).port
+    assert port is not None
+    mark = len(gateway.log())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        assert sock.recv(64).startswith(b"HTTP/1.0 400")
+    # The connection is still served afterwards, and the log holds no traceback (see conftest).
+    client = management_client(gateway.management_url)
+    with pytest.raises(client.exceptions.GoneException):
+        client.get_connection(ConnectionId="AAAAAAAAAAAAAAA=")
+    new_lines = gateway.log_lines_since(mark)
+    assert all(not line.startswith("[ERROR]") for line in new_lines), new_lines
