@@ -105,7 +105,7 @@ class Gateway:
         self._handler: Handler | None = None
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._events = EventFactory(f"{config.host}:{config.port}", config.stage)
+        self._events: EventFactory  # made in start(), once the port is known
         self.port = config.port
 
     @property
@@ -128,7 +128,8 @@ class Gateway:
             self._serve_connection,
             self.config.host,
             self.config.port,
-            process_request=self._handshake,
+            process_request=self._route_request,
+            process_response=self._connect,
             compression=None,  # API Gateway negotiates no extensions; it also saves memory
             max_size=MAX_MESSAGE_BYTES,
             ping_interval=None,  # like API Gateway: only the idle timeout ends silent clients
@@ -167,17 +168,28 @@ class Gateway:
             return None
         return response if isinstance(response, dict) else None
 
-    async def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _route_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Plain GETs get static files; WebSocket upgrades only on ``/{stage}``."""
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return await asyncio.to_thread(static_response, self.config.static_dir, request.path)
-        parts = urlsplit(request.path)
-        if parts.path != f"/{self.config.stage}":
+        path = urlsplit(request.path).path
+        if path != f"/{self.config.stage}":
             log.warning(
                 "Refused a WebSocket connection to %r: this gateway serves /%s",
-                parts.path[:100],
+                path[:100],
                 self.config.stage,
             )
             return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        return None
+
+    async def _connect(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> Response | None:
+        """Run ``$connect`` on a valid upgrade; a non-200 answer refuses it with that status."""
+        if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            return None  # a static file, a refusal above, or an invalid handshake
         remote = connection.remote_address
         caller = Caller(
             connection_id=new_connection_id(),
@@ -185,9 +197,9 @@ class Gateway:
             user_agent=request.headers.get("User-Agent", ""),
         )
         headers = dict(request.headers.raw_items())
-        event = self._events.connect(caller, headers, dict(parse_qsl(parts.query)))
-        response = await self._invoke(event)
-        status = response.get("statusCode") if response else 500
+        query = dict(parse_qsl(urlsplit(request.path).query))
+        answer = await self._invoke(self._events.connect(caller, headers, query))
+        status = answer.get("statusCode") if answer else 500
         if status != 200:
             refused = _status(status)
             return connection.respond(refused, f"{refused.phrase}\n")

@@ -75,3 +75,21 @@ async def test_no_auth_warns_loudly_and_lets_anyone_in(start_gateway: StartGatew
     async with await open_ws(gateway.url) as ws:
         reply = await request(ws, {"action": "register", "name": "anything"})
     assert reply["action"] == "registered"
+
+
+def test_an_invalid_handshake_is_refused_before_connect_runs(gateway: GatewayProcess) -> None:
+    """Like API Gateway, $connect only runs for a handshake that could succeed."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(gateway.url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    request = (
+        f"GET /prod?token={token()} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: not-a-key\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request.encode())
+        assert sock.recv(64).startswith(b"HTTP/1.1 400")
+    assert "RouteKey: $connect" not in gateway.log()
