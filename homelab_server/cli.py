@@ -1,12 +1,19 @@
 """``homelab-p2p``: the client and operations command line."""
 
 import argparse
+import asyncio
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
+from homelab_server import commands
+from homelab_server.client import ClientOptions
+from homelab_server.clientconfig import add_connection_options, client_options
+from homelab_server.config import ConfigError
+from homelab_server.logs import configure_logging
 from signaling_lambda.tokens import (
     ROLES,
     SecretError,
@@ -57,7 +64,65 @@ def build_parser() -> argparse.ArgumentParser:
     new_secret.add_argument("--out", type=Path, required=True, help="file to create")
     new_secret.add_argument("--force", action="store_true", help="replace the file if it exists")
     new_secret.set_defaults(run=_new_secret)
+
+    forward = commands_parser(commands, "forward", "forward local TCP connections to a service")
+    forward.add_argument(
+        "--listen",
+        required=True,
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="where to accept connections, such as 127.0.0.1:2222",
+    )
+    forward.set_defaults(run=_forward)
+    pipe = commands_parser(
+        commands, "pipe", "connect stdin/stdout to a service (for ssh ProxyCommand)"
+    )
+    pipe.set_defaults(run=_pipe)
     return parser
+
+
+def commands_parser(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+    )
+    parser.add_argument("service", help="the service's data channel label, such as ssh or web")
+    add_connection_options(parser)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v for progress, -vv for detail"
+    )
+    return parser
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _client_command(
+    args: argparse.Namespace, run: Callable[[ClientOptions], Coroutine[Any, Any, int]]
+) -> int:
+    configure_logging(("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)])
+    try:
+        options = client_options(args)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run(options))
+
+
+def _forward(args: argparse.Namespace) -> int:
+    host, port = args.listen
+    return _client_command(
+        args, lambda options: commands.forward(options, args.service, host, port)
+    )
+
+
+def _pipe(args: argparse.Namespace) -> int:
+    return _client_command(args, lambda options: commands.pipe(options, args.service))
 
 
 def _issue(args: argparse.Namespace) -> int:

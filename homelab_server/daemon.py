@@ -1,18 +1,89 @@
-"""``homelab_server``: the bridge daemon (issue 3 builds it; this is its entry point)."""
+"""``homelab_server --config FILE``: the bridge daemon.
+
+It keeps the homelab registered with signaling (signaling.py), answers each client's offer
+with a peer connection (peers.py) and connects the client's data channels to the
+configured services (services.py). SIGTERM or SIGINT closes everything and exits 0; a bad
+configuration is one sentence naming the key and exit status 2.
+"""
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
+from pathlib import Path
+
+from homelab_server.config import ConfigError, DaemonConfig, load_config
+from homelab_server.logs import configure_logging
+from homelab_server.peers import PeerManager
+from homelab_server.services import ServiceRouter
+from homelab_server.signaling import HomelabSignaling
+from homelab_server.webrtc import IcePolicy, install
+from homelab_server.webrtc.ice import current_policy
+
+log = logging.getLogger("homelab_server")
+PROG = "homelab_server"
+
+
+def describe_ice(policy: IcePolicy) -> str:
+    servers = (
+        ", ".join(server.describe() for server in policy.servers) or "none (host candidates only)"
+    )
+    ports = f"{policy.port_range[0]}-{policy.port_range[1]}" if policy.port_range else "any"
+    return f"ICE servers: {servers}; host candidate UDP ports: {ports}"
+
+
+async def run(config: DaemonConfig) -> int:
+    install(IcePolicy(config.ice_servers, config.ice_port_range))
+    router = ServiceRouter(config.services)
+    signaling: HomelabSignaling | None = None
+
+    async def send_signal(to: str, data: object) -> bool:
+        assert signaling is not None
+        return await signaling.send_signal(to, data)
+
+    peers = PeerManager(current_policy(), router, send_signal, config.max_peers)
+    signaling = HomelabSignaling(config, peers.on_signal, peers.on_signaling_error)
+    log.info("homelab_server starting as %r; services: %s", config.name, router.offered())
+    log.info(describe_ice(current_policy()))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    signaling_task = asyncio.create_task(signaling.run(), name="signaling")
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({signaling_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+
+    log.info("Shutting down: closing %d peers", peers.count)
+    stopping.cancel()
+    signaling_task.cancel()
+    await asyncio.gather(signaling_task, stopping, return_exceptions=True)
+    await peers.close_all()
+    await router.close()
+    log.info("Stopped")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="homelab_server",
-        description="Bridge WebRTC data channels from clients to the homelab's local services.",
+        prog=PROG,
+        description="Bridge WebRTC data channels from clients to this homelab's local services.",
     )
-    parser.add_argument("--config", required=True, help="path to config.yml")
-    parser.parse_args(argv)
-    print("homelab_server: the bridge daemon is not part of this release yet", file=sys.stderr)
-    return 2
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("/etc/homelab-p2p-bridge/config.yml"),
+        help="configuration file (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    return asyncio.run(run(config))
 
 
 if __name__ == "__main__":

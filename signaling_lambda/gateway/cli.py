@@ -12,6 +12,7 @@ from pathlib import Path
 
 import boto3
 
+from homelab_server.logs import configure_logging
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.gateway.server import Gateway, GatewayConfig, Handler
 from signaling_lambda.settings import Settings
@@ -20,7 +21,6 @@ from signaling_lambda.tokens import SecretError, load_secret_file
 log = logging.getLogger("signaling_lambda.gateway")
 PROG = "signaling-gateway"
 CHECKOUT_FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
-QUIET_LIBRARIES = ("websockets", "aiohttp", "botocore", "boto3", "urllib3", "asyncio")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,14 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="DEBUG shows every line of the troubleshooting guide (default: %(default)s)",
     )
     return parser
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="[%(levelname)s] %(message)s", stream=sys.stderr, force=True
-    )
-    for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def raise_open_file_limit() -> None:

@@ -1,0 +1,113 @@
+"""``homelab-p2p forward`` and ``homelab-p2p pipe``: reach a service of the homelab."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from homelab_server.channels import ChannelBridge
+from homelab_server.client import BridgeClient, ClientError, ClientOptions
+from homelab_server.webrtc import install
+
+log = logging.getLogger("homelab_server.client")
+
+
+def report(error: ClientError) -> None:
+    prefix = (
+        ""
+        if error.step == "signaling" and str(error).startswith("The target")
+        else f"{error.step}: "
+    )
+    print(f"homelab-p2p: {prefix}{error}", file=sys.stderr)
+
+
+async def forward(options: ClientOptions, service: str, host: str, port: int) -> int:
+    """Each TCP connection accepted on host:port becomes a data channel to ``service``."""
+    install(options.ice)
+    client = BridgeClient(options)
+    try:
+        await client.connect()  # fail now, not at the first connection, if the homelab is away
+    except ClientError as exc:
+        report(exc)
+        return 1
+    bridges: set[asyncio.Task[None]] = set()
+
+    async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            channel = await client.open_service(service)
+        except ClientError as exc:
+            log.error("A connection to %r failed at the %s step: %s", service, exc.step, exc)
+            writer.close()
+            return
+
+        def refused(error: str, message: str) -> None:
+            log.error("The homelab closed %r (%s): %s", service, error, message)
+
+        await ChannelBridge(channel, on_control=refused).run(reader, writer)
+
+    def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(bridge(reader, writer))
+        bridges.add(task)
+        task.add_done_callback(bridges.discard)
+
+    try:
+        server = await asyncio.start_server(accept, host, port)
+    except OSError as exc:
+        print(
+            f"homelab-p2p: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        await client.close()
+        return 1
+    bound = server.sockets[0].getsockname()
+    print(f"Forwarding {bound[0]}:{bound[1]} to {service!r} on {options.target!r}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.close()
+    for task in list(bridges):
+        task.cancel()
+    await asyncio.gather(*bridges, return_exceptions=True)
+    await client.close()
+    return 0
+
+
+async def _stdio() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, sys.stdout
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+async def pipe(options: ClientOptions, service: str) -> int:
+    """stdin/stdout to ``service``: ``ssh -o ProxyCommand='homelab-p2p pipe ssh' user@homelab``."""
+    install(options.ice)
+    client = BridgeClient(options)
+    try:
+        channel = await client.open_service(service)
+    except ClientError as exc:
+        report(exc)
+        return 1
+    refusals: list[str] = []
+    bridge = ChannelBridge(channel, on_control=lambda error, message: refusals.append(message))
+    try:
+        reader, writer = await _stdio()
+    except (OSError, ValueError) as exc:
+        print(
+            f"homelab-p2p: pipe needs stdin and stdout to be pipes or sockets: {exc}",
+            file=sys.stderr,
+        )
+        await client.close()
+        return 2
+    with contextlib.suppress(ConnectionError):
+        await bridge.run(reader, writer)
+    await client.close()
+    if refusals:
+        print(f"homelab-p2p: the homelab closed {service!r}: {refusals[0]}", file=sys.stderr)
+        return 1
+    return 0

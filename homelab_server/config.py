@@ -1,0 +1,261 @@
+"""The daemon's configuration file (``/etc/homelab-p2p-bridge/config.yml``), read and checked.
+
+Every problem is one sentence that names the key: ``config.yml: max_peers: must be a whole
+number from 1 to 1000, not 'many'``. The daemon exits with status 2 on any of them.
+"""
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from homelab_server.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_url
+from signaling_lambda.names import DEFAULT_NAME, NAME_RULE, is_valid_name
+
+ECHO_LABEL = "echo"
+SERVICE_SCHEMES = ("tcp", "http")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; str() names the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A local endpoint the homelab offers under a data channel label."""
+
+    label: str
+    scheme: str
+    host: str
+    port: int
+    base_path: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.base_path}"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    signaling_url: str
+    name: str = DEFAULT_NAME
+    token: str | None = None
+    token_file: Path | None = None
+    ice_servers: tuple[IceServer, ...] = ()
+    ice_port_range: tuple[int, int] | None = None
+    services: Mapping[str, Service] = field(default_factory=dict)
+    max_peers: int = 32
+    ping_interval: float = 240.0
+    reconnect_max_delay: float = 30.0
+    max_connection_age: float = 6600.0
+    log_level: str = "INFO"
+    source: str = "config.yml"
+
+    def read_token(self) -> str:
+        """The token: inline, or the token file as it is now (so it can be rotated in place)."""
+        if self.token is not None:
+            return self.token
+        assert self.token_file is not None
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.source}: token_file: cannot read {self.token_file}: {exc.strerror or exc}"
+            ) from None
+        if not token:
+            raise ConfigError(f"{self.source}: token_file: {self.token_file} is empty")
+        return token
+
+
+class _Reader:
+    """Takes keys out of the loaded mapping one by one; what is left over is unknown."""
+
+    def __init__(self, data: dict[str, Any], source: str) -> None:
+        self.data = dict(data)
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {problem}")
+
+    def take(self, key: str, default: Any = ..., *, required: bool = False) -> Any:
+        if key not in self.data:
+            if required:
+                raise ConfigError(f"{self.source}: {key}: missing (it is required)")
+            return default
+        return self.data.pop(key)
+
+    def number(self, key: str, default: float, low: float, high: float, whole: bool = False) -> Any:
+        value = self.take(key, default)
+        kind = int if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            what = "a whole number" if whole else "a number"
+            raise self.fail(key, f"must be {what} from {low:g} to {high:g}, not {value!r}")
+        return value
+
+    def reject_unknown(self, known: list[str]) -> None:
+        for key in self.data:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            raise ConfigError(f"{self.source}: {key}: unknown key{hint}")
+
+
+KNOWN_KEYS = [
+    "signaling_url",
+    "token",
+    "token_file",
+    "name",
+    "ice_servers",
+    "ice_port_range",
+    "services",
+    "max_peers",
+    "ping_interval",
+    "reconnect_max_delay",
+    "max_connection_age",
+    "log_level",
+]
+
+
+def parse_ice_servers(value: Any, key: str = "ice_servers") -> tuple[IceServer, ...]:
+    """``[{urls: "stun:..." | [...], username: ..., credential: ...}, ...]``."""
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: must be a list of {{urls, username, credential}} entries")
+    servers: list[IceServer] = []
+    for position, entry in enumerate(value):
+        where = f"{key}[{position}]"
+        if not isinstance(entry, dict) or "urls" not in entry:
+            raise ValueError(f"{where}: must be a mapping with 'urls'")
+        unknown = set(entry) - {"urls", "username", "credential"}
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key {sorted(unknown)[0]!r} (use urls, username, credential)"
+            )
+        urls = entry["urls"] if isinstance(entry["urls"], list) else [entry["urls"]]
+        for url in urls:
+            if not isinstance(url, str):
+                raise ValueError(f"{where}.urls: {url!r} is not a string")
+            username, credential = entry.get("username"), entry.get("credential")
+            try:
+                servers.append(
+                    parse_ice_url(url, username and str(username), credential and str(credential))
+                )
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+    return tuple(servers)
+
+
+def _services(reader: _Reader) -> dict[str, Service]:
+    raw = reader.take("services", {})
+    if not isinstance(raw, dict):
+        raise reader.fail("services", "must map data channel labels to tcp:// or http:// URLs")
+    services: dict[str, Service] = {}
+    for label, url in raw.items():
+        key = f"services.{label}"
+        if not isinstance(label, str) or not _LABEL.fullmatch(label):
+            raise reader.fail(key, "a label is 1-64 letters, digits, '.', '_' or '-'")
+        if label == ECHO_LABEL:
+            raise reader.fail(
+                key, "'echo' is built in (it echoes, for diagnostics); pick another label"
+            )
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in SERVICE_SCHEMES or not parts.hostname:
+            raise reader.fail(key, f"{url!r} is not a tcp://HOST:PORT or http://HOST:PORT URL")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is None:
+            raise reader.fail(key, f"{url!r} needs a port between 1 and 65535")
+        if parts.scheme == "tcp" and parts.path not in ("", "/"):
+            raise reader.fail(key, f"{url!r}: a tcp:// service has no path")
+        services[label] = Service(label, parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+    return services
+
+
+def _port_range(reader: _Reader) -> tuple[int, int] | None:
+    value = reader.take("ice_port_range", None)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not 1024 <= value[0] <= value[1] <= 65535
+    ):
+        raise reader.fail(
+            "ice_port_range",
+            f"must be [LOW, HIGH] with 1024 <= LOW <= HIGH <= 65535, not {value!r}",
+        )
+    return value[0], value[1]
+
+
+def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: must be a mapping of keys to values (see docs/configuration.md)"
+        )
+    reader = _Reader(data, source)
+    url = reader.take("signaling_url", required=True)
+    if (
+        not isinstance(url, str)
+        or urlsplit(url).scheme not in ("ws", "wss")
+        or not urlsplit(url).hostname
+    ):
+        raise reader.fail("signaling_url", f"{url!r} is not a ws:// or wss:// URL")
+    token, token_file = reader.take("token", None), reader.take("token_file", None)
+    if (token is None) == (token_file is None):
+        raise ConfigError(f"{source}: token, token_file: give exactly one of them")
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise reader.fail("token", "must be a non-empty string")
+    if token_file is not None and not isinstance(token_file, str):
+        raise reader.fail("token_file", "must be a path")
+    name = reader.take("name", DEFAULT_NAME)
+    if not is_valid_name(name):
+        raise reader.fail("name", f"{name!r} is not valid: use {NAME_RULE}")
+    try:
+        ice_servers = parse_ice_servers(reader.take("ice_servers", [{"urls": ORIGINAL_DEFAULT}]))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    log_level = str(reader.take("log_level", "INFO")).upper()
+    if log_level not in LOG_LEVELS:
+        raise reader.fail("log_level", f"use one of {', '.join(LOG_LEVELS)}")
+    config = DaemonConfig(
+        signaling_url=url,
+        name=name,
+        token=token.strip() if isinstance(token, str) else None,
+        token_file=Path(token_file) if token_file else None,
+        ice_servers=ice_servers,
+        ice_port_range=_port_range(reader),
+        services=_services(reader),
+        max_peers=reader.number("max_peers", 32, 1, 1000, whole=True),
+        ping_interval=reader.number("ping_interval", 240.0, 1, 300),
+        reconnect_max_delay=reader.number("reconnect_max_delay", 30.0, 1, 3600),
+        max_connection_age=reader.number("max_connection_age", 6600.0, 10, 7140),
+        log_level=log_level,
+        source=source,
+    )
+    reader.reject_unknown(KNOWN_KEYS)
+    if config.token_file is not None:
+        config.read_token()  # unreadable now is an error now, not at the first connection
+    return config
+
+
+def load_config(path: Path) -> DaemonConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "it cannot be parsed"
+        raise ConfigError(f"{path}: is not valid YAML{where}: {problem}") from None
+    return parse_config(data, str(path))

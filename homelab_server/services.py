@@ -1,0 +1,228 @@
+"""The homelab's services: what a data channel's label connects to.
+
+``echo`` is built in. A ``tcp://`` service is bridged as a byte stream (channels.py); an
+``http://`` service takes one framed request per channel (httpframing.py) and streams the
+response back. Any other label is refused: the channel gets a control message saying why
+and is closed, and the log says so.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+from aiortc import RTCDataChannel
+
+from homelab_server.channels import (
+    CHANNEL_HIGH_WATER,
+    CHANNEL_LOW_WATER,
+    READ_SIZE,
+    ChannelBridge,
+    EchoChannel,
+    WindowHold,
+    control_message,
+)
+from homelab_server.config import ECHO_LABEL, Service
+from homelab_server.httpframing import (
+    END,
+    FramingError,
+    forwardable,
+    is_end,
+    parse_request_head,
+    response_head,
+)
+
+log = logging.getLogger("homelab_server.services")
+
+CONNECT_TIMEOUT = 10.0
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+
+
+def refuse(channel: RTCDataChannel, error: str, message: str) -> None:
+    if channel.readyState == "open":
+        channel.send(control_message(error, message))
+        channel.close()
+
+
+class ServiceRouter:
+    """Connects each incoming data channel to the service its label names."""
+
+    def __init__(self, services: Mapping[str, Service]) -> None:
+        self._services = services
+        self._http: aiohttp.ClientSession | None = None
+
+    def offered(self) -> str:
+        return ", ".join([*self._services, ECHO_LABEL])
+
+    async def serve(self, channel: RTCDataChannel, peer: str) -> None:
+        """Serve one channel until it ends (run it as a task of its peer)."""
+        label = channel.label
+        if label == ECHO_LABEL:
+            EchoChannel(channel)
+            return
+        service = self._services.get(label)
+        if service is None:
+            log.warning(
+                "Refused data channel %r from %s: no such service (offered: %s)",
+                label,
+                peer,
+                self.offered(),
+            )
+            refuse(
+                channel,
+                "unknown_service",
+                f"this homelab offers no service {label!r} (offered: {self.offered()})",
+            )
+            return
+        log.info("Peer %s opened %r -> %s", peer, label, service.url)
+        if service.scheme == "tcp":
+            await self._serve_tcp(channel, service, peer)
+        else:
+            await HttpExchange(channel, service, self._session()).run()
+
+    async def _serve_tcp(self, channel: RTCDataChannel, service: Service, peer: str) -> None:
+        bridge = ChannelBridge(channel)  # listens now, so nothing is lost while connecting
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(service.host, service.port)
+        except (OSError, TimeoutError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no answer"
+            log.warning(
+                "Service %r (%s) is unavailable for %s: %s",
+                service.label,
+                service.url,
+                peer,
+                reason,
+            )
+            refuse(channel, "service_unavailable", f"cannot connect to {service.url}: {reason}")
+            return
+        await bridge.run(reader, writer)
+        log.info(
+            "Peer %s closed %r (%d bytes in, %d bytes out)",
+            peer,
+            service.label,
+            bridge.bytes_to_stream,
+            bridge.bytes_to_channel,
+        )
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=300),
+                auto_decompress=True,
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+class HttpExchange:
+    """One framed HTTP request on a channel, forwarded to the service, response streamed back."""
+
+    def __init__(
+        self, channel: RTCDataChannel, service: Service, session: aiohttp.ClientSession
+    ) -> None:
+        self._channel = channel
+        self._service = service
+        self._session = session
+        self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self._queued = 0
+        self._hold = WindowHold(channel)
+        self._can_send = asyncio.Event()
+        self._can_send.set()
+        channel.bufferedAmountLowThreshold = CHANNEL_LOW_WATER
+        channel.on("message", self._on_message)
+        channel.on("bufferedamountlow", self._can_send.set)
+        channel.on("close", lambda: self._messages.put_nowait(None))
+
+    def _on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self._queued += len(message)
+            self._hold.set(self._queued)
+        self._messages.put_nowait(message)
+
+    async def _next(self) -> str | bytes | None:
+        message = await self._messages.get()
+        if isinstance(message, bytes):
+            self._queued -= len(message)
+            self._hold.set(self._queued)
+        return message
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        """The request body as it arrives, until the end message."""
+        while True:
+            message = await self._next()
+            if message is None:
+                raise FramingError("the channel closed before the request ended")
+            if isinstance(message, bytes):
+                yield message
+            elif is_end(message):
+                return
+            else:
+                raise FramingError("expected body chunks or the end message")
+
+    async def _send(self, message: str | bytes) -> None:
+        if self._channel.bufferedAmount > CHANNEL_HIGH_WATER:
+            self._can_send.clear()
+            await self._can_send.wait()
+        if self._channel.readyState != "open":
+            raise ConnectionError("the channel closed")
+        self._channel.send(message)
+
+    async def run(self) -> None:
+        try:
+            first = await self._next()
+            if not isinstance(first, str):
+                raise FramingError("the first message must be the request head (text)")
+            head = parse_request_head(first)
+            await self._forward(head.method, head.path, head.headers)
+        except FramingError as exc:
+            log.warning("Refused an HTTP request on %r: %s", self._service.label, exc)
+            refuse(self._channel, "bad_request", str(exc))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "Service %r (%s) failed a request: %s", self._service.label, self._service.url, exc
+            )
+            refuse(
+                self._channel,
+                "service_unavailable",
+                f"{self._service.url}: {exc or type(exc).__name__}",
+            )
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            self._hold.clear()
+            if self._channel.readyState == "open":
+                self._channel.close()
+
+    async def _forward(self, method: str, path: str, headers: list[tuple[str, str]]) -> None:
+        service = self._service
+        url = f"http://{service.host}:{service.port}{service.base_path}{path}"
+        declared = any(
+            name.lower() in ("content-length", "transfer-encoding") for name, _ in headers
+        )
+        body = self._body()
+        data = body if declared or method not in BODILESS_METHODS else None
+        if data is None:
+            async for _ in body:  # nothing to send upstream; read up to the end message
+                pass
+        async with self._session.request(
+            method, url, headers=forwardable(headers), data=data, allow_redirects=False
+        ) as response:
+            drop = (
+                {"content-encoding", "content-length"}
+                if "Content-Encoding" in response.headers
+                else set()
+            )
+            reply_headers = [
+                (k, v)
+                for k, v in forwardable(list(response.headers.items()))
+                if k.lower() not in drop
+            ]
+            await self._send(response_head(response.status, response.reason or "", reply_headers))
+            async for chunk in response.content.iter_chunked(READ_SIZE):
+                await self._send(chunk)
+        await self._send(END)
