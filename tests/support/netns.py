@@ -100,9 +100,10 @@ class Namespace:
                 process.kill()
                 process.wait()
         # Anything else still running in here (children of what we started).
-        pids = subprocess.run(
-            ["ip", "netns", "pids", self.name], capture_output=True, text=True
-        ).stdout.split()
+        listed = subprocess.run(
+            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False
+        )
+        pids = listed.stdout.split()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
