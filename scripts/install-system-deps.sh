@@ -5,6 +5,13 @@ set -euo pipefail
 
 packages=(
   ca-certificates
+  # end-to-end tests: network namespaces, NAT routers, a TURN server, a real SSH server
+  iproute2
+  iptables
+  conntrack
+  coturn
+  openssh-server
+  openssh-client
 )
 
 # The venv needs Python's venv module (Debian ships it separately as python3-venv).

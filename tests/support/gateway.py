@@ -16,8 +16,10 @@ MANAGEMENT = re.compile(r"management API on (http://\S+),")
 
 
 class GatewayProcess:
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, prefix: list[str] | None = None) -> None:
+        """``prefix`` runs it elsewhere, such as ``["ip", "netns", "exec", NAME]``."""
         self.args = args
+        self.prefix = prefix or []
         self.log_path = log_path
         self.url = ""
         self.management_url = ""
@@ -32,7 +34,10 @@ class GatewayProcess:
     def start(self, timeout: float = 30) -> "GatewayProcess":
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                [str(GATEWAY), *self.args], stdout=subprocess.PIPE, stderr=log, text=True
+                [*self.prefix, str(GATEWAY), *self.args],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
             )
         assert self._process.stdout is not None
         threading.Thread(

@@ -1,0 +1,57 @@
+"""End-to-end fixtures: hosts in network namespaces, the gateway, the daemon, the client."""
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway import GatewayProcess
+from tests.support.netns import Lab, Namespace, lab
+
+LAN = "10.77.0.0/24"
+GATEWAY_IP = "10.77.0.1"
+
+
+def _require_lab() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("end-to-end tests build network namespaces: run them as root")
+    for tool in ("ip", "iptables", "conntrack", "turnserver", "sshd"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} is not installed (make system-deps installs it)")
+
+
+@dataclass
+class LanLab:
+    lab: Lab
+    gateway_host: Namespace
+    homelab: Namespace
+    client: Namespace
+    gateway: GatewayProcess
+    workdir: Path
+
+    @property
+    def signaling_url(self) -> str:
+        return f"ws://{GATEWAY_IP}:8765/prod"
+
+
+@pytest.fixture
+def lan(tmp_path: Path, secret_file: Path) -> Iterator[LanLab]:
+    """Gateway, homelab and client, each a host of its own on one switch (10.77.0.0/24)."""
+    _require_lab()
+    with lab() as built:
+        gateway_host, homelab, client = built.host("gw"), built.host("home"), built.host("cli")
+        built.switch(
+            "sw",
+            LAN,
+            {gateway_host: f"{GATEWAY_IP}/24", homelab: "10.77.0.2/24", client: "10.77.0.3/24"},
+        )
+        gateway = GatewayProcess(
+            ["--host", GATEWAY_IP, "--port", "8765", "--secret-file", str(secret_file)],
+            tmp_path / "gateway.log",
+            prefix=gateway_host.command([])[:4],
+        ).start()
+        yield LanLab(built, gateway_host, homelab, client, gateway, tmp_path)
+        gateway.stop()

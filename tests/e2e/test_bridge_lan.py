@@ -1,0 +1,136 @@
+"""The bridge on a LAN: gateway, homelab and client on hosts of their own, real processes."""
+
+import asyncio
+import subprocess
+
+from tests.e2e.conftest import LanLab
+from tests.support.bridge import (
+    client_args,
+    echo_round_trip,
+    start_daemon,
+    start_forward,
+    tcp_echo_server,
+    write_daemon_config,
+)
+from tests.support.netns import venv_bin
+
+ECHO_PORT = 7007
+
+
+async def test_10_mb_through_forward_come_back_byte_exact(lan: LanLab) -> None:
+    server = await tcp_echo_server(lan.homelab, ECHO_PORT)
+    config = write_daemon_config(
+        lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
+    )
+    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+    forward, port = await start_forward(
+        lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
+    )
+    assert await echo_round_trip(lan.client, port, 10 * 1024 * 1024)
+    await daemon.logged(r"connected over host \(local host, remote host\)")
+    await daemon.logged(r"closed 'echo7' \(10485760 bytes in, 10485760 bytes out\)")
+    assert forward.stop() == 0
+    assert daemon.stop() == 0
+    assert daemon.log().rstrip().endswith("[INFO] Stopped")
+    server.close()
+
+
+async def test_20_concurrent_connections_through_one_forward(lan: LanLab) -> None:
+    server = await tcp_echo_server(lan.homelab, ECHO_PORT)
+    config = write_daemon_config(
+        lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
+    )
+    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+    forward, port = await start_forward(
+        lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
+    )
+    results = await asyncio.gather(
+        *(echo_round_trip(lan.client, port, 256 * 1024) for _ in range(20))
+    )
+    assert results == [True] * 20
+    # One peer connection carried them all.
+    assert daemon.log().count("offer received") == 1
+    assert daemon.log().count("opened 'echo7'") == 20
+    forward.stop()
+    server.close()
+
+
+async def test_an_unknown_service_is_refused_and_logged(lan: LanLab) -> None:
+    config = write_daemon_config(
+        lan.workdir / "daemon.yml", lan.signaling_url, {"ssh": "tcp://127.0.0.1:22"}
+    )
+    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+    forward, port = await start_forward(
+        lan.client, "telnet", lan.signaling_url, lan.workdir / "forward.log"
+    )
+    reader, writer = await asyncio.open_connection(
+        sock=lan.client.socket_connected("127.0.0.1", port)
+    )
+    writer.write(b"hello?")
+    assert await asyncio.wait_for(reader.read(), 20) == b""  # closed, nothing relayed
+    writer.close()
+    await daemon.logged(
+        r"\[WARNING\] Refused data channel 'telnet' from \S+: no such service \(offered: ssh, echo\)"
+    )
+    await forward.logged(r"The homelab closed 'telnet' \(unknown_service\)")
+    forward.stop()
+
+
+async def test_ssh_runs_a_command_through_pipe(lan: LanLab) -> None:
+    """Debian's sshd in the homelab, ssh -o ProxyCommand='homelab-p2p pipe ssh' from the client."""
+    keys = lan.workdir / "ssh"
+    keys.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
+        )
+    (keys / "authorized_keys").write_text((keys / "client_key.pub").read_text())
+    sshd_config = keys / "sshd_config"
+    sshd_config.write_text(
+        f"ListenAddress 127.0.0.1:2200\nHostKey {keys / 'host_key'}\nAuthorizedKeysFile {keys / 'authorized_keys'}\n"
+        f"PidFile {keys / 'sshd.pid'}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+    )
+    subprocess.run(["mkdir", "-p", "/run/sshd"], check=True)
+    sshd = lan.homelab.popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(sshd_config)], stderr=subprocess.PIPE
+    )
+    config = write_daemon_config(
+        lan.workdir / "daemon.yml", lan.signaling_url, {"ssh": "tcp://127.0.0.1:2200"}
+    )
+    await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+    proxy = " ".join([venv_bin("homelab-p2p"), "pipe", "ssh", *client_args(lan.signaling_url)])
+    result = lan.client.run(
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(keys / "client_key"),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        f"ProxyCommand={proxy}",
+        "root@homelab",
+        "echo hello from $(hostname -s) over webrtc; echo $((6 * 7))",
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "over webrtc" in result.stdout
+    assert result.stdout.strip().endswith("42")
+    sshd.terminate()
+
+
+def test_pipe_to_a_homelab_that_is_not_connected_says_so(lan: LanLab) -> None:
+    result = lan.client.run(
+        venv_bin("homelab-p2p"), "pipe", "ssh", *client_args(lan.signaling_url), check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "homelab-p2p: The target (homelab_server) is not currently connected\n"
+    )
+    assert "Solution: start homelab_server" in result.stderr
+    assert "Traceback" not in result.stderr

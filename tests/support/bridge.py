@@ -1,0 +1,171 @@
+"""The bridge's processes in the lab, started the way users start them."""
+
+import asyncio
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from tests.support import token
+from tests.support.netns import Namespace, venv_bin
+
+
+class LoggedProcess:
+    """A process in a namespace whose stdout lines and stderr log the test can wait for."""
+
+    def __init__(self, namespace: Namespace, argv: list[str], log_path: Path) -> None:
+        self.namespace = namespace
+        self.argv = argv
+        self.log_path = log_path
+        self.lines: queue.Queue[str] = queue.Queue()
+        with log_path.open("wb") as log:
+            self.process = namespace.popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.process.stdout is not None
+        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 30, since: int = 0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.compile(pattern).search(self.log(), since)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.argv[0]} exited ({self.process.returncode}) before {pattern!r}:\n{self.log()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} not logged within {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+
+    async def logged(self, pattern: str, timeout: float = 30, since: int = 0) -> re.Match[str]:
+        """``wait_for_log`` without blocking the test's event loop."""
+        return await asyncio.to_thread(self.wait_for_log, pattern, timeout, since)
+
+    async def logged(self, pattern: str, timeout: float = 30, since: int = 0) -> re.Match[str]:
+        """``wait_for_log`` without blocking the test's event loop."""
+        return await asyncio.to_thread(self.wait_for_log, pattern, timeout, since)
+
+    def next_line(self, timeout: float = 30) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(
+                f"{self.argv[0]} printed nothing within {timeout} s:\n{self.log()}"
+            ) from None
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                raise AssertionError(f"{self.argv[0]} ignored SIGTERM:\n{self.log()}") from None
+        return self.process.returncode
+
+
+def write_daemon_config(
+    path: Path, signaling_url: str, services: dict[str, str], **extra: Any
+) -> Path:
+    token_file = path.with_suffix(".token")
+    token_file.write_text(token("homelab", extra.get("name", "laptop")) + "\n")
+    config: dict[str, Any] = {
+        "signaling_url": signaling_url,
+        "token_file": str(token_file),
+        "ice_servers": [],
+        "services": services,
+        "log_level": "DEBUG",
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def start_daemon(namespace: Namespace, config: Path, log_path: Path) -> LoggedProcess:
+    daemon = LoggedProcess(
+        namespace, [venv_bin("homelab_server"), "--config", str(config)], log_path
+    )
+    await daemon.logged(r"Registered as '\S+': connection id")
+    return daemon
+
+
+def client_args(signaling_url: str, *extra: str) -> list[str]:
+    return [
+        "--signaling-url",
+        signaling_url,
+        "--token",
+        token("client", "e2e"),
+        "--timeout",
+        "10",
+        *extra,
+    ]
+
+
+async def start_forward(
+    namespace: Namespace, service: str, signaling_url: str, log_path: Path, *extra: str
+) -> tuple[LoggedProcess, int]:
+    """``homelab-p2p forward SERVICE --listen 127.0.0.1:0``; returns it and its port."""
+    argv = [
+        venv_bin("homelab-p2p"),
+        "forward",
+        service,
+        "--listen",
+        "127.0.0.1:0",
+        "-v",
+        *client_args(signaling_url, *extra),
+    ]
+    forward = LoggedProcess(namespace, argv, log_path)
+    line = await asyncio.to_thread(forward.next_line)
+    match = re.match(r"Forwarding 127\.0\.0\.1:(\d+) to", line)
+    assert match, f"unexpected output {line!r}:\n{forward.log()}"
+    return forward, int(match.group(1))
+
+
+async def tcp_echo_server(namespace: Namespace, port: int) -> asyncio.Server:
+    """A TCP echo service inside ``namespace`` on 127.0.0.1:port, run by the test's loop."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(echo, sock=namespace.socket_listening("127.0.0.1", port))
+
+
+async def echo_round_trip(namespace: Namespace, port: int, size: int) -> bool:
+    """Send ``size`` random bytes through 127.0.0.1:port in ``namespace``; True if all came back."""
+    reader, writer = await asyncio.open_connection(
+        sock=namespace.socket_connected("127.0.0.1", port)
+    )
+    payload = os.urandom(size)
+
+    async def send() -> None:
+        writer.write(payload)
+        await writer.drain()
+
+    sender = asyncio.create_task(send())
+    try:
+        received = await asyncio.wait_for(reader.readexactly(size), 120)
+    finally:
+        await sender
+        writer.close()
+        await writer.wait_closed()
+    return received == payload

@@ -1,0 +1,133 @@
+"""The daemon's config: every key checked on load, one sentence naming the key when wrong."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homelab_server.config import ConfigError, load_config, parse_config
+
+VALID: dict[str, Any] = {
+    "signaling_url": "wss://abc123.execute-api.us-east-1.amazonaws.com/prod",
+    "token": "hp1.x.y",
+    "name": "laptop",
+    "ice_servers": [
+        {"urls": "stun:stun.example.org:3478"},
+        {"urls": ["turn:turn.example.org:3478?transport=udp"], "username": "u", "credential": "p"},
+    ],
+    "ice_port_range": [50000, 50100],
+    "services": {"ssh": "tcp://127.0.0.1:22", "web": "http://127.0.0.1:8080/app"},
+    "max_peers": 32,
+}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    config = dict(VALID)
+    for key, value in changes.items():
+        if value is ...:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return config
+
+
+def test_the_design_example_loads() -> None:
+    config = parse_config(VALID)
+    assert config.name == "laptop"
+    assert [s.url for s in config.ice_servers] == [
+        "stun:stun.example.org:3478",
+        "turn:turn.example.org:3478?transport=udp",
+    ]
+    assert config.ice_servers[1].username == "u"
+    assert config.ice_port_range == (50000, 50100)
+    assert config.services["ssh"].url == "tcp://127.0.0.1:22"
+    assert config.services["web"].base_path == "/app"
+    assert config.max_connection_age < 7200
+    assert config.ping_interval <= 300
+
+
+def test_defaults_are_the_originals() -> None:
+    config = parse_config({"signaling_url": "ws://127.0.0.1:8765/prod", "token": "t"})
+    assert config.name == "laptop"
+    assert [s.url for s in config.ice_servers] == ["stun:stun.l.google.com:19302"]
+    assert config.ice_port_range is None
+    assert parse_config(with_(ice_servers=[])).ice_servers == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"signaling_url": ...}, "signaling_url: missing (it is required)"),
+        (
+            {"signaling_url": "https://x/prod"},
+            "signaling_url: 'https://x/prod' is not a ws:// or wss:// URL",
+        ),
+        ({"token": ...}, "token, token_file: give exactly one of them"),
+        ({"token_file": "/x"}, "token, token_file: give exactly one of them"),
+        ({"name": "my laptop"}, "name: 'my laptop' is not valid"),
+        ({"max_peers": "many"}, "max_peers: must be a whole number from 1 to 1000, not 'many'"),
+        ({"max_peers": 0}, "max_peers: must be a whole number from 1 to 1000, not 0"),
+        ({"ice_port_range": [50100, 50000]}, "ice_port_range: must be [LOW, HIGH]"),
+        ({"ice_port_range": [80, 90]}, "ice_port_range: must be [LOW, HIGH] with 1024"),
+        (
+            {"ice_servers": [{"urls": "http://x"}]},
+            "ice_servers[0]: 'http://x' is not a STUN or TURN URL",
+        ),
+        (
+            {"ice_servers": [{"urls": "turn:x"}]},
+            "ice_servers[0]: 'turn:x' is a TURN server: it needs a username",
+        ),
+        ({"ice_servers": [{"url": "stun:x"}]}, "ice_servers[0]: must be a mapping with 'urls'"),
+        ({"ice_servers": "stun:x"}, "ice_servers: must be a list"),
+        (
+            {"services": {"ssh": "ssh://127.0.0.1:22"}},
+            "services.ssh: 'ssh://127.0.0.1:22' is not a tcp://",
+        ),
+        ({"services": {"ssh": "tcp://127.0.0.1"}}, "services.ssh: 'tcp://127.0.0.1' needs a port"),
+        ({"services": {"echo": "tcp://127.0.0.1:7"}}, "services.echo: 'echo' is built in"),
+        ({"services": {"a b": "tcp://127.0.0.1:7"}}, "services.a b: a label is 1-64"),
+        ({"servces": {}}, "servces: unknown key; did you mean 'services'?"),
+        ({"ping_interval": 600}, "ping_interval: must be a number from 1 to 300"),
+        ({"max_connection_age": 9000}, "max_connection_age: must be a number from 10 to 7140"),
+        ({"log_level": "LOUD"}, "log_level: use one of DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+def test_each_problem_names_its_key(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_(**changes), "config.yml")
+    assert f"config.yml: {message}" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_token_file_is_read_now_and_again_at_each_connection(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    with pytest.raises(ConfigError, match=r"token_file: cannot read .*No such file"):
+        parse_config(with_(token=..., token_file=str(token_file)))
+    token_file.write_text("first\n")
+    config = parse_config(with_(token=..., token_file=str(token_file)))
+    assert config.read_token() == "first"
+    token_file.write_text("rotated\n")
+    assert config.read_token() == "rotated"
+
+
+def test_yaml_errors_say_where(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text("signaling_url: ws://x/prod\nservices: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML at line 3"):
+        load_config(path)
+
+
+def test_the_daemon_exits_2_with_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text("signaling_url: ws://127.0.0.1:1/prod\ntoken: t\nmax_peers: lots\n")
+    daemon = Path(sys.executable).with_name("homelab_server")
+    for argv, expected in (
+        ([str(daemon), "--config", str(path)], "max_peers: must be a whole number"),
+        ([str(daemon), "--config", str(tmp_path / "absent.yml")], "cannot read the configuration"),
+    ):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2
+        assert expected in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
