@@ -218,6 +218,9 @@ class HomelabSignaling:
         self._active: Link | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.registered = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        """Set while there is no registered connection (cleared again on registration)."""
+        self.disconnected.set()
 
     @property
     def connection_id(self) -> str | None:
@@ -280,6 +283,7 @@ class HomelabSignaling:
         """Use ``link`` until it closes; replace it before it gets too old."""
         self._active = link
         self.registered.set()
+        self.disconnected.clear()
         while True:
             rotate_at = self._clock() + self._config.max_connection_age
             outcome = await self._keep_alive(link, rotate_at)
@@ -292,6 +296,7 @@ class HomelabSignaling:
                 )
                 self._active = None
                 self.registered.clear()
+                self.disconnected.set()
                 await link.close()
                 return
             log.info(

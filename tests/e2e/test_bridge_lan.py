@@ -2,6 +2,7 @@
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 from tests.e2e.conftest import LanLab
 from tests.support.bridge import (
@@ -70,37 +71,46 @@ async def test_an_unknown_service_is_refused_and_logged(lan: LanLab) -> None:
     assert await asyncio.wait_for(reader.read(), 20) == b""  # closed, nothing relayed
     writer.close()
     await daemon.logged(
-        r"\[WARNING\] Refused data channel 'telnet' from \S+: no such service \(offered: ssh, echo\)"
+        r"\[WARNING\] Refused data channel 'telnet' from \S+: no such service "
+        r"\(offered: ssh, echo\)"
     )
     await forward.logged(r"The homelab closed 'telnet' \(unknown_service\)")
     forward.stop()
 
 
-async def test_ssh_runs_a_command_through_pipe(lan: LanLab) -> None:
-    """Debian's sshd in the homelab, ssh -o ProxyCommand='homelab-p2p pipe ssh' from the client."""
-    keys = lan.workdir / "ssh"
+def sshd_config(keys: Path) -> Path:
+    """Keys and a config for Debian's sshd on 127.0.0.1:2200, accepting the client key."""
     keys.mkdir()
     for name in ("host_key", "client_key"):
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
         )
     (keys / "authorized_keys").write_text((keys / "client_key.pub").read_text())
-    sshd_config = keys / "sshd_config"
-    sshd_config.write_text(
-        f"ListenAddress 127.0.0.1:2200\nHostKey {keys / 'host_key'}\nAuthorizedKeysFile {keys / 'authorized_keys'}\n"
-        f"PidFile {keys / 'sshd.pid'}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+    config = keys / "sshd_config"
+    config.write_text(
+        "ListenAddress 127.0.0.1:2200\n"
+        f"HostKey {keys / 'host_key'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\n"
+        f"PidFile {keys / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
     )
-    subprocess.run(["mkdir", "-p", "/run/sshd"], check=True)
-    sshd = lan.homelab.popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(sshd_config)], stderr=subprocess.PIPE
+    return config
+
+
+async def test_ssh_runs_a_command_through_pipe(lan: LanLab) -> None:
+    """Debian's sshd in the homelab, ssh -o ProxyCommand='homelab-p2p pipe ssh' from the client."""
+    keys = lan.workdir / "ssh"
+    lan.homelab.popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(sshd_config(keys))], stderr=subprocess.DEVNULL
     )
     config = write_daemon_config(
         lan.workdir / "daemon.yml", lan.signaling_url, {"ssh": "tcp://127.0.0.1:2200"}
     )
     await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
     proxy = " ".join([venv_bin("homelab-p2p"), "pipe", "ssh", *client_args(lan.signaling_url)])
-    result = lan.client.run(
+    ssh = [
         "ssh",
         "-F",
         "/dev/null",
@@ -116,12 +126,11 @@ async def test_ssh_runs_a_command_through_pipe(lan: LanLab) -> None:
         f"ProxyCommand={proxy}",
         "root@homelab",
         "echo hello from $(hostname -s) over webrtc; echo $((6 * 7))",
-        check=False,
-    )
+    ]
+    result = await asyncio.to_thread(lan.client.run, *ssh, check=False)
     assert result.returncode == 0, result.stderr
     assert "over webrtc" in result.stdout
     assert result.stdout.strip().endswith("42")
-    sshd.terminate()
 
 
 def test_pipe_to_a_homelab_that_is_not_connected_says_so(lan: LanLab) -> None:

@@ -112,7 +112,7 @@ async def test_re_registers_after_the_gateway_comes_back(
     async with running(signaling):
         first = signaling.connection_id
         gateway.kill()  # SIGKILL: no close frames, the TCP connection just dies
-        await asyncio.wait_for(_until(lambda: not signaling.registered.is_set()), 30)
+        await asyncio.wait_for(signaling.disconnected.wait(), 30)
         assert "reconnecting" in caplog.text
         again = GatewayProcess(args, tmp_path / "second.log").start()
         try:
@@ -122,11 +122,6 @@ async def test_re_registers_after_the_gateway_comes_back(
             again.wait_for_log("Registered 'laptop'")
         finally:
             again.stop()
-
-
-async def _until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0.05)
 
 
 async def test_rotation_registers_the_new_connection_before_closing_the_old(

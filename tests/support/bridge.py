@@ -43,20 +43,17 @@ class LoggedProcess:
             if match:
                 return match
             if self.process.poll() is not None:
+                status = self.process.returncode
                 raise AssertionError(
-                    f"{self.argv[0]} exited ({self.process.returncode}) before {pattern!r}:\n{self.log()}"
+                    f"{self.argv[0]} exited ({status}) before {pattern!r}:\n{self.log()}"
                 )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{pattern!r} not logged within {timeout} s:\n{self.log()}")
             time.sleep(0.05)
 
-    async def logged(self, pattern: str, timeout: float = 30, since: int = 0) -> re.Match[str]:
+    async def logged(self, pattern: str, within: float = 30, since: int = 0) -> re.Match[str]:
         """``wait_for_log`` without blocking the test's event loop."""
-        return await asyncio.to_thread(self.wait_for_log, pattern, timeout, since)
-
-    async def logged(self, pattern: str, timeout: float = 30, since: int = 0) -> re.Match[str]:
-        """``wait_for_log`` without blocking the test's event loop."""
-        return await asyncio.to_thread(self.wait_for_log, pattern, timeout, since)
+        return await asyncio.to_thread(self.wait_for_log, pattern, within, since)
 
     def next_line(self, timeout: float = 30) -> str:
         try:
