@@ -25,6 +25,7 @@ def report(error: ClientError) -> None:
 async def forward(options: ClientOptions, service: str, host: str, port: int) -> int:
     """Each TCP connection accepted on host:port becomes a data channel to ``service``."""
     install(options.ice)
+    log.info(options.ice.describe())
     client = BridgeClient(options)
     try:
         await client.connect()  # fail now, not at the first connection, if the homelab is away
@@ -87,6 +88,7 @@ async def _stdio() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 async def pipe(options: ClientOptions, service: str) -> int:
     """stdin/stdout to ``service``: ``ssh -o ProxyCommand='homelab-p2p pipe ssh' user@homelab``."""
     install(options.ice)
+    log.info(options.ice.describe())
     client = BridgeClient(options)
     try:
         channel = await client.open_service(service)

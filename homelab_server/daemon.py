@@ -25,14 +25,6 @@ log = logging.getLogger("homelab_server")
 PROG = "homelab_server"
 
 
-def describe_ice(policy: IcePolicy) -> str:
-    servers = (
-        ", ".join(server.describe() for server in policy.servers) or "none (host candidates only)"
-    )
-    ports = f"{policy.port_range[0]}-{policy.port_range[1]}" if policy.port_range else "any"
-    return f"ICE servers: {servers}; host candidate UDP ports: {ports}"
-
-
 async def run(config: DaemonConfig) -> int:
     install(IcePolicy(config.ice_servers, config.ice_port_range))
     router = ServiceRouter(config.services)
@@ -45,7 +37,7 @@ async def run(config: DaemonConfig) -> int:
     peers = PeerManager(current_policy(), router, send_signal, config.max_peers)
     signaling = HomelabSignaling(config, peers.on_signal, peers.on_signaling_error)
     log.info("homelab_server starting as %r; services: %s", config.name, router.offered())
-    log.info(describe_ice(current_policy()))
+    log.info(current_policy().describe())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -55,6 +55,11 @@ class IcePolicy:
     def turn_servers(self) -> tuple[IceServer, ...]:
         return tuple(s for s in self.servers if s.is_turn)
 
+    def describe(self) -> str:
+        servers = ", ".join(s.describe() for s in self.servers) or "none (host candidates only)"
+        ports = f"{self.port_range[0]}-{self.port_range[1]}" if self.port_range else "any"
+        return f"ICE servers: {servers}; host candidate UDP ports: {ports}"
+
 
 _policy = IcePolicy()
 

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway import GatewayProcess
+from tests.support.natlab import INET_IP, NatLab, build_nat_lab, start_turn
 from tests.support.netns import Lab, Namespace, lab
 
 LAN = "10.77.0.0/24"
@@ -54,4 +56,36 @@ def lan(tmp_path: Path, secret_file: Path) -> Iterator[LanLab]:
             prefix=gateway_host.command([])[:4],
         ).start()
         yield LanLab(built, gateway_host, homelab, client, gateway, tmp_path)
+        gateway.stop()
+
+
+@dataclass
+class NatSetup:
+    nat: NatLab
+    gateway: GatewayProcess
+    workdir: Path
+
+    @property
+    def signaling_url(self) -> str:
+        return f"ws://{INET_IP}:8765/prod"
+
+
+@pytest.fixture
+def nat_lab(tmp_path: Path, secret_file: Path) -> Iterator[NatSetup]:
+    """Homelab and client behind NAT routers; signaling and coturn on the "internet"."""
+    _require_lab()
+    with lab() as built:
+        nat = build_nat_lab(built)
+        start_turn(nat.inet, tmp_path)
+        gateway = GatewayProcess(
+            ["--host", INET_IP, "--port", "8765", "--secret-file", str(secret_file)],
+            tmp_path / "gateway.log",
+            prefix=nat.inet.command([])[:4],
+        ).start()
+        turn_log = tmp_path / "turnserver.log"
+        deadline = time.monotonic() + 20
+        while "Total General servers" not in (turn_log.read_text() if turn_log.exists() else ""):
+            assert time.monotonic() < deadline, "coturn did not start"
+            time.sleep(0.05)
+        yield NatSetup(nat, gateway, tmp_path)
         gateway.stop()

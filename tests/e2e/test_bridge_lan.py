@@ -6,11 +6,11 @@ from pathlib import Path
 
 from tests.e2e.conftest import LanLab
 from tests.support.bridge import (
+    EchoService,
     client_args,
     echo_round_trip,
     start_daemon,
     start_forward,
-    tcp_echo_server,
     write_daemon_config,
 )
 from tests.support.netns import venv_bin
@@ -19,41 +19,39 @@ ECHO_PORT = 7007
 
 
 async def test_10_mb_through_forward_come_back_byte_exact(lan: LanLab) -> None:
-    server = await tcp_echo_server(lan.homelab, ECHO_PORT)
-    config = write_daemon_config(
-        lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
-    )
-    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-    forward, port = await start_forward(
-        lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
-    )
-    assert await echo_round_trip(lan.client, port, 10 * 1024 * 1024)
-    await daemon.logged(r"connected over host \(local host, remote host\)")
-    await daemon.logged(r"closed 'echo7' \(10485760 bytes in, 10485760 bytes out\)")
-    assert forward.stop() == 0
-    assert daemon.stop() == 0
-    assert daemon.log().rstrip().endswith("[INFO] Stopped")
-    server.close()
+    async with EchoService(lan.homelab, ECHO_PORT):
+        config = write_daemon_config(
+            lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
+        )
+        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        forward, port = await start_forward(
+            lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
+        )
+        assert await echo_round_trip(lan.client, port, 10 * 1024 * 1024)
+        await daemon.logged(r"connected over host \(local host, remote host\)")
+        await daemon.logged(r"closed 'echo7' \(10485760 bytes in, 10485760 bytes out\)")
+        assert forward.stop() == 0
+        assert daemon.stop() == 0
+        assert daemon.log().rstrip().endswith("[INFO] Stopped")
 
 
 async def test_20_concurrent_connections_through_one_forward(lan: LanLab) -> None:
-    server = await tcp_echo_server(lan.homelab, ECHO_PORT)
-    config = write_daemon_config(
-        lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
-    )
-    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-    forward, port = await start_forward(
-        lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
-    )
-    results = await asyncio.gather(
-        *(echo_round_trip(lan.client, port, 256 * 1024) for _ in range(20))
-    )
-    assert results == [True] * 20
-    # One peer connection carried them all.
-    assert daemon.log().count("offer received") == 1
-    assert daemon.log().count("opened 'echo7'") == 20
-    forward.stop()
-    server.close()
+    async with EchoService(lan.homelab, ECHO_PORT):
+        config = write_daemon_config(
+            lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
+        )
+        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        forward, port = await start_forward(
+            lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
+        )
+        results = await asyncio.gather(
+            *(echo_round_trip(lan.client, port, 256 * 1024) for _ in range(20))
+        )
+        assert results == [True] * 20
+        # One peer connection carried them all.
+        assert daemon.log().count("offer received") == 1
+        assert daemon.log().count("opened 'echo7'") == 20
+        forward.stop()
 
 
 async def test_an_unknown_service_is_refused_and_logged(lan: LanLab) -> None:

@@ -96,10 +96,23 @@ async def start_daemon(namespace: Namespace, config: Path, log_path: Path) -> Lo
         namespace, [venv_bin("homelab_server"), "--config", str(config)], log_path
     )
     await daemon.logged(r"Registered as '\S+': connection id")
+    assert_no_public_servers(daemon)
     return daemon
 
 
+def assert_no_public_servers(process: LoggedProcess) -> None:
+    """The lab reaches nothing outside: no process may use the public default STUN server."""
+    servers = re.search(r"ICE servers: (.*);", process.log())
+    assert servers, f"{process.argv[0]} did not log its ICE servers:\n{process.log()}"
+    assert "stun.l.google.com" not in servers.group(1), servers.group(0)
+
+
 def client_args(signaling_url: str, *extra: str) -> list[str]:
+    """The client's connection flags; no ICE server unless ``extra`` names some.
+
+    Never the client's built-in default (a public STUN server): tests reach nothing outside.
+    """
+    ice = [] if "--ice-server" in extra else ["--ice-server", "none"]
     return [
         "--signaling-url",
         signaling_url,
@@ -107,6 +120,7 @@ def client_args(signaling_url: str, *extra: str) -> list[str]:
         token("client", "e2e"),
         "--timeout",
         "10",
+        *ice,
         *extra,
     ]
 
@@ -128,13 +142,31 @@ async def start_forward(
     line = await asyncio.to_thread(forward.next_line)
     match = re.match(r"Forwarding 127\.0\.0\.1:(\d+) to", line)
     assert match, f"unexpected output {line!r}:\n{forward.log()}"
+    assert_no_public_servers(forward)
     return forward, int(match.group(1))
 
 
-async def tcp_echo_server(namespace: Namespace, port: int) -> asyncio.Server:
-    """A TCP echo service inside ``namespace`` on 127.0.0.1:port, run by the test's loop."""
+class EchoService:
+    """A TCP echo service inside a namespace on 127.0.0.1:port, run by the test's event loop."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, namespace: Namespace, port: int) -> None:
+        self.namespace = namespace
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> "EchoService":
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.create_task(self._echo(reader, writer))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+        self._server = await asyncio.start_server(
+            accept, sock=self.namespace.socket_listening("127.0.0.1", self.port)
+        )
+        return self
+
+    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -144,7 +176,12 @@ async def tcp_echo_server(namespace: Namespace, port: int) -> asyncio.Server:
         finally:
             writer.close()
 
-    return await asyncio.start_server(echo, sock=namespace.socket_listening("127.0.0.1", port))
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
 async def echo_round_trip(namespace: Namespace, port: int, size: int) -> bool:

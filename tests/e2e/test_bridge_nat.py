@@ -1,0 +1,100 @@
+"""Across NAT routers: direct when the NATs allow it, relayed through TURN when they do not."""
+
+import asyncio
+
+import pytest
+
+from tests.e2e.conftest import NatSetup
+from tests.support.bridge import (
+    EchoService,
+    client_args,
+    echo_round_trip,
+    start_daemon,
+    start_forward,
+    write_daemon_config,
+)
+from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER
+from tests.support.netns import venv_bin
+
+STUN = f"stun:{INET_IP}:3478"
+TURN = f"turn:{INET_IP}:3478?transport=udp"
+SERVICES = {"echo7": "tcp://127.0.0.1:7007"}
+
+
+def daemon_ice(turn: bool) -> list[dict[str, str]]:
+    servers = [{"urls": STUN}]
+    if turn:
+        servers.append({"urls": TURN, "username": TURN_USER, "credential": TURN_PASSWORD})
+    return servers
+
+
+def client_ice(turn: bool) -> list[str]:
+    flags = ["--ice-server", STUN]
+    if turn:
+        flags += [
+            "--ice-server",
+            TURN,
+            "--ice-username",
+            TURN_USER,
+            "--ice-credential",
+            TURN_PASSWORD,
+        ]
+    return flags
+
+
+@pytest.mark.parametrize(
+    ("homelab_nat", "client_nat", "turn", "pair"),
+    [
+        ("cone", "cone", False, "srflx"),
+        ("symmetric", "symmetric", True, "relay"),
+        ("symmetric", "cone", True, "relay"),
+    ],
+)
+async def test_connects_and_says_how(
+    nat_lab: NatSetup, homelab_nat: str, client_nat: str, turn: bool, pair: str
+) -> None:
+    nat_lab.nat.mode("nat1", homelab_nat)
+    nat_lab.nat.mode("nat2", client_nat)
+    async with EchoService(nat_lab.nat.homelab, 7007):
+        config = write_daemon_config(
+            nat_lab.workdir / "daemon.yml",
+            nat_lab.signaling_url,
+            SERVICES,
+            ice_servers=daemon_ice(turn),
+        )
+        daemon = await start_daemon(nat_lab.nat.homelab, config, nat_lab.workdir / "daemon.log")
+        forward, port = await start_forward(
+            nat_lab.nat.client,
+            "echo7",
+            nat_lab.signaling_url,
+            nat_lab.workdir / "forward.log",
+            *client_ice(turn),
+        )
+        assert await echo_round_trip(nat_lab.nat.client, port, 1024 * 1024)
+        match = await daemon.logged(r"connected over (\w+) \(local (\w+), remote (\w+)\)")
+        assert match.group(1) == pair, daemon.log()
+        forward.stop()
+
+
+async def test_symmetric_nats_without_turn_fail_with_the_guides_advice(nat_lab: NatSetup) -> None:
+    nat_lab.nat.mode("nat1", "symmetric")
+    nat_lab.nat.mode("nat2", "symmetric")
+    config = write_daemon_config(
+        nat_lab.workdir / "daemon.yml",
+        nat_lab.signaling_url,
+        SERVICES,
+        ice_servers=daemon_ice(False),
+    )
+    await start_daemon(nat_lab.nat.homelab, config, nat_lab.workdir / "daemon.log")
+    argv = [
+        venv_bin("homelab-p2p"),
+        "pipe",
+        "echo7",
+        *client_args(nat_lab.signaling_url, *client_ice(False)),
+    ]
+    argv[argv.index("--timeout") + 1] = "6"
+    result = await asyncio.to_thread(nat_lab.nat.client.run, *argv, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("homelab-p2p: ICE: WebRTC connection timeout: no network path")
+    assert "configure a TURN server" in result.stderr
+    assert "Traceback" not in result.stderr
