@@ -24,6 +24,9 @@ from signaling_lambda.messages import BACKEND_UNREACHABLE_MESSAGE
 log = logging.getLogger("homelab_server.client")
 
 PROBE_LABEL = "echo"
+REUSED_CHANNEL_TIMEOUT = 5.0
+"""A channel on an established connection opens in one round trip; if it does not open
+within this, the homelab is taken to be gone (crashed, cut off) and a new connection is made."""
 
 
 class ClientError(Exception):
@@ -75,13 +78,29 @@ class BridgeClient:
         self.pc: RTCPeerConnection | None = None
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future[signals.Signal] | None = None
+        self._fresh: RTCPeerConnection | None = None  # negotiated for the call under way
 
     async def open_service(self, label: str) -> RTCDataChannel:
         """An open data channel to ``label`` on the target homelab."""
         pc = await self.connect()
+        reused = pc is not self._fresh
+        self._fresh = None
         channel = pc.createDataChannel(label)
-        await self._wait_open(channel, label)
+        try:
+            await self._wait_open(channel, label, REUSED_CHANNEL_TIMEOUT if reused else None)
+        except ClientError:
+            if not reused:
+                raise
+            log.info("The peer connection stopped answering; negotiating a new one")
+            await self._discard(pc)
+            return await self.open_service(label)
         return channel
+
+    async def _discard(self, pc: RTCPeerConnection) -> None:
+        async with self._lock:
+            if self.pc is pc:
+                self.pc = None
+        await pc.close()
 
     async def connect(self) -> RTCPeerConnection:
         """The peer connection, negotiated now if there is none or the last one failed."""
@@ -91,7 +110,7 @@ class BridgeClient:
             if self.pc is not None:
                 log.info("The peer connection %s; negotiating a new one", self.pc.connectionState)
                 await self.pc.close()
-            self.pc = await self._negotiate()
+            self.pc = self._fresh = await self._negotiate()
             return self.pc
 
     async def close(self) -> None:
@@ -198,19 +217,21 @@ class BridgeClient:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     await changed.wait()
 
-    async def _wait_open(self, channel: RTCDataChannel, label: str) -> None:
+    async def _wait_open(
+        self, channel: RTCDataChannel, label: str, within: float | None = None
+    ) -> None:
         if channel.readyState == "open":
             return
+        limit = within or self.options.timeout
         opened = asyncio.Event()
         channel.on("open", opened.set)
         channel.on("close", opened.set)
         try:
-            async with asyncio.timeout(self.options.timeout):
+            async with asyncio.timeout(limit):
                 await opened.wait()
         except TimeoutError:
             raise ClientError(
-                "channel",
-                f"the data channel {label!r} did not open within {self.options.timeout:g} s",
+                "channel", f"the data channel {label!r} did not open within {limit:g} s"
             ) from None
         if channel.readyState != "open":
             raise ClientError("channel", f"the data channel {label!r} closed as it opened")

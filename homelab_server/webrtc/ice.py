@@ -104,7 +104,7 @@ async def bind_udp(
         transport, protocol = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
         return transport, protocol
     raise PortRangeExhausted(
-        errno.EADDRINUSE, f"every UDP port of ice_port_range {low}-{high} is in use on {address}"
+        f"every UDP port of ice_port_range {low}-{high} is in use on {address}"
     )
 
 

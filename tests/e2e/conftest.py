@@ -39,10 +39,20 @@ class LanLab:
         return f"ws://{GATEWAY_IP}:8765/prod"
 
 
+def lan_gateway(lab_host: Namespace, secret_file: Path, log: Path, *extra: str) -> GatewayProcess:
+    args = ["--host", GATEWAY_IP, "--port", "8765", "--secret-file", str(secret_file), *extra]
+    return GatewayProcess(args, log, prefix=lab_host.command([])[:4]).start()
+
+
 @pytest.fixture
-def lan(tmp_path: Path, secret_file: Path) -> Iterator[LanLab]:
-    """Gateway, homelab and client, each a host of its own on one switch (10.77.0.0/24)."""
+def lan(request: pytest.FixtureRequest, tmp_path: Path, secret_file: Path) -> Iterator[LanLab]:
+    """Gateway, homelab and client, each a host of its own on one switch (10.77.0.0/24).
+
+    ``@pytest.mark.gateway_args(...)`` adds options to the gateway's command line.
+    """
     _require_lab()
+    marker = request.node.get_closest_marker("gateway_args")
+    extra = marker.args if marker else ()
     with lab() as built:
         gateway_host, homelab, client = built.host("gw"), built.host("home"), built.host("cli")
         built.switch(
@@ -50,11 +60,7 @@ def lan(tmp_path: Path, secret_file: Path) -> Iterator[LanLab]:
             LAN,
             {gateway_host: f"{GATEWAY_IP}/24", homelab: "10.77.0.2/24", client: "10.77.0.3/24"},
         )
-        gateway = GatewayProcess(
-            ["--host", GATEWAY_IP, "--port", "8765", "--secret-file", str(secret_file)],
-            tmp_path / "gateway.log",
-            prefix=gateway_host.command([])[:4],
-        ).start()
+        gateway = lan_gateway(gateway_host, secret_file, tmp_path / "gateway.log", *extra)
         yield LanLab(built, gateway_host, homelab, client, gateway, tmp_path)
         gateway.stop()
 
