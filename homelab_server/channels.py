@@ -195,3 +195,52 @@ class EchoChannel:
     def _sync(self) -> None:
         # What the far side does not take back counts against the window it sends into.
         self._hold.set(max(0, self._channel.bufferedAmount - CHANNEL_HIGH_WATER))
+
+
+class MessageChannel:
+    """A data channel read as a queue of messages, flow-controlled both ways.
+
+    Received bytes count against the SCTP window until ``receive`` takes them; ``send``
+    waits while the channel holds more than ``CHANNEL_HIGH_WATER`` unsent bytes.
+    """
+
+    def __init__(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self._queued = 0
+        self._hold = WindowHold(channel)
+        self._can_send = asyncio.Event()
+        self._can_send.set()
+        channel.bufferedAmountLowThreshold = CHANNEL_LOW_WATER
+        channel.on("message", self._on_message)
+        channel.on("bufferedamountlow", self._can_send.set)
+        channel.on("close", lambda: self._messages.put_nowait(None))
+
+    def _on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self._queued += len(message)
+            self._hold.set(self._queued)
+        self._messages.put_nowait(message)
+
+    async def receive(self) -> str | bytes | None:
+        """The next message, or None once the channel has closed."""
+        message = await self._messages.get()
+        if isinstance(message, bytes):
+            self._queued -= len(message)
+            self._hold.set(self._queued)
+        elif message is None:
+            self._messages.put_nowait(None)  # closed stays closed for later calls
+        return message
+
+    async def send(self, message: str | bytes) -> None:
+        if self.channel.bufferedAmount > CHANNEL_HIGH_WATER:
+            self._can_send.clear()
+            await self._can_send.wait()
+        if self.channel.readyState != "open":
+            raise ConnectionError("the data channel closed")
+        self.channel.send(message)
+
+    def close(self) -> None:
+        self._hold.clear()
+        if self.channel.readyState == "open":
+            self.channel.close()

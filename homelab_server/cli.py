@@ -78,6 +78,28 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "pipe", "connect stdin/stdout to a service (for ssh ProxyCommand)"
     )
     pipe.set_defaults(run=_pipe)
+
+    fetch = commands_parser(commands, "fetch", "send one HTTP request to an http:// service")
+    fetch.add_argument("path", help="the request path, such as / or /api/items?limit=5")
+    fetch.add_argument(
+        "-X",
+        "--request",
+        dest="method",
+        default=None,
+        help="method (default: GET, or POST with -d)",
+    )
+    fetch.add_argument(
+        "-H", "--header", action="append", default=[], type=_header, metavar="'NAME: VALUE'"
+    )
+    body = fetch.add_mutually_exclusive_group()
+    body.add_argument("-d", "--data", help="request body")
+    body.add_argument("--data-file", type=Path, help="request body from a file")
+    fetch.add_argument("-o", "--output", type=Path, help="write the body here instead of stdout")
+    fetch.add_argument(
+        "-i", "--include", action="store_true", help="print the status and headers first"
+    )
+    fetch.add_argument("--fail", action="store_true", help="exit 22 when the status is 400 or more")
+    fetch.set_defaults(run=_fetch)
     return parser
 
 
@@ -119,6 +141,37 @@ def _forward(args: argparse.Namespace) -> int:
     return _client_command(
         args, lambda options: commands.forward(options, args.service, host, port)
     )
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, separator, value = text.partition(":")
+    if not separator or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    if not args.path.startswith("/"):
+        print(f"{PROG}: the path must start with '/', not {args.path!r}", file=sys.stderr)
+        return 2
+    try:
+        body = args.data_file.read_bytes() if args.data_file else (args.data or "").encode()
+    except OSError as exc:
+        print(f"{PROG}: cannot read {args.data_file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    headers = list(args.header)
+    if body and not any(name.lower() == "content-length" for name, _ in headers):
+        headers.append(("Content-Length", str(len(body))))
+    request = commands.FetchRequest(
+        method=args.method or ("POST" if body else "GET"),
+        path=args.path,
+        headers=headers,
+        body=body,
+        output=args.output,
+        include=args.include,
+        fail=args.fail,
+    )
+    return _client_command(args, lambda options: commands.fetch(options, args.service, request))
 
 
 def _pipe(args: argparse.Namespace) -> int:

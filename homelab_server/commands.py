@@ -1,13 +1,16 @@
-"""``homelab-p2p forward`` and ``homelab-p2p pipe``: reach a service of the homelab."""
+"""``homelab-p2p forward``, ``pipe`` and ``fetch``: reach a service of the homelab."""
 
 import asyncio
 import contextlib
 import logging
 import signal
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from homelab_server.channels import ChannelBridge
 from homelab_server.client import BridgeClient, ClientError, ClientOptions
+from homelab_server.httpclient import ChannelRequest, HttpExchangeError
 from homelab_server.webrtc import install
 
 log = logging.getLogger("homelab_server.client")
@@ -113,3 +116,57 @@ async def pipe(options: ClientOptions, service: str) -> int:
         print(f"homelab-p2p: the homelab closed {service!r}: {refusals[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+async def fetch(
+    options: ClientOptions,
+    service: str,
+    request: "FetchRequest",
+) -> int:
+    """One HTTP request to an ``http://`` service, curl-like: the body to stdout or a file."""
+    install(options.ice)
+    log.info(options.ice.describe())
+    client = BridgeClient(options)
+    try:
+        channel = await client.open_service(service)
+        exchange = ChannelRequest(channel)
+        await exchange.send(request.method, request.path, request.headers, request.body)
+        head, body = await exchange.response()
+        status = head.status
+        out = request.output.open("wb") if request.output else sys.stdout.buffer
+        try:
+            if request.include:
+                lines = [
+                    f"HTTP {head.status} {head.status_text}",
+                    *(f"{k}: {v}" for k, v in head.headers),
+                    "",
+                    "",
+                ]
+                out.write("\r\n".join(lines).encode())
+            async for chunk in body:
+                out.write(chunk)
+        finally:
+            if request.output:
+                out.close()
+            else:
+                out.flush()
+    except ClientError as exc:
+        report(exc)
+        return 1
+    except HttpExchangeError as exc:
+        print(f"homelab-p2p: {service!r}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    return 22 if request.fail and status >= 400 else 0
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    output: Path | None = None
+    include: bool = False
+    fail: bool = False

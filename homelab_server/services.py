@@ -14,12 +14,10 @@ import aiohttp
 from aiortc import RTCDataChannel
 
 from homelab_server.channels import (
-    CHANNEL_HIGH_WATER,
-    CHANNEL_LOW_WATER,
     READ_SIZE,
     ChannelBridge,
     EchoChannel,
-    WindowHold,
+    MessageChannel,
     control_message,
 )
 from homelab_server.config import ECHO_LABEL, Service
@@ -125,36 +123,14 @@ class HttpExchange:
     def __init__(
         self, channel: RTCDataChannel, service: Service, session: aiohttp.ClientSession
     ) -> None:
-        self._channel = channel
+        self._channel = MessageChannel(channel)
         self._service = service
         self._session = session
-        self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        self._queued = 0
-        self._hold = WindowHold(channel)
-        self._can_send = asyncio.Event()
-        self._can_send.set()
-        channel.bufferedAmountLowThreshold = CHANNEL_LOW_WATER
-        channel.on("message", self._on_message)
-        channel.on("bufferedamountlow", self._can_send.set)
-        channel.on("close", lambda: self._messages.put_nowait(None))
-
-    def _on_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self._queued += len(message)
-            self._hold.set(self._queued)
-        self._messages.put_nowait(message)
-
-    async def _next(self) -> str | bytes | None:
-        message = await self._messages.get()
-        if isinstance(message, bytes):
-            self._queued -= len(message)
-            self._hold.set(self._queued)
-        return message
 
     async def _body(self) -> AsyncIterator[bytes]:
         """The request body as it arrives, until the end message."""
         while True:
-            message = await self._next()
+            message = await self._channel.receive()
             if message is None:
                 raise FramingError("the channel closed before the request ended")
             if isinstance(message, bytes):
@@ -164,39 +140,28 @@ class HttpExchange:
             else:
                 raise FramingError("expected body chunks or the end message")
 
-    async def _send(self, message: str | bytes) -> None:
-        if self._channel.bufferedAmount > CHANNEL_HIGH_WATER:
-            self._can_send.clear()
-            await self._can_send.wait()
-        if self._channel.readyState != "open":
-            raise ConnectionError("the channel closed")
-        self._channel.send(message)
-
     async def run(self) -> None:
+        channel = self._channel.channel
         try:
-            first = await self._next()
+            first = await self._channel.receive()
             if not isinstance(first, str):
                 raise FramingError("the first message must be the request head (text)")
             head = parse_request_head(first)
             await self._forward(head.method, head.path, head.headers)
         except FramingError as exc:
             log.warning("Refused an HTTP request on %r: %s", self._service.label, exc)
-            refuse(self._channel, "bad_request", str(exc))
+            refuse(channel, "bad_request", str(exc))
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning(
                 "Service %r (%s) failed a request: %s", self._service.label, self._service.url, exc
             )
             refuse(
-                self._channel,
-                "service_unavailable",
-                f"{self._service.url}: {exc or type(exc).__name__}",
+                channel, "service_unavailable", f"{self._service.url}: {exc or type(exc).__name__}"
             )
         except ConnectionError:
             pass  # the client went away
         finally:
-            self._hold.clear()
-            if self._channel.readyState == "open":
-                self._channel.close()
+            self._channel.close()
 
     async def _forward(self, method: str, path: str, headers: list[tuple[str, str]]) -> None:
         service = self._service
@@ -212,6 +177,7 @@ class HttpExchange:
         async with self._session.request(
             method, url, headers=forwardable(headers), data=data, allow_redirects=False
         ) as response:
+            # aiohttp has decompressed the body: its encoding and length no longer apply.
             drop = (
                 {"content-encoding", "content-length"}
                 if "Content-Encoding" in response.headers
@@ -222,7 +188,9 @@ class HttpExchange:
                 for k, v in forwardable(list(response.headers.items()))
                 if k.lower() not in drop
             ]
-            await self._send(response_head(response.status, response.reason or "", reply_headers))
+            await self._channel.send(
+                response_head(response.status, response.reason or "", reply_headers)
+            )
             async for chunk in response.content.iter_chunked(READ_SIZE):
-                await self._send(chunk)
-        await self._send(END)
+                await self._channel.send(chunk)
+        await self._channel.send(END)

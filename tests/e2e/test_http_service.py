@@ -1,0 +1,99 @@
+"""http:// services: framed requests over a data channel (docs/data-channels.md), via `fetch`."""
+
+import asyncio
+import contextlib
+import gzip
+import random
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from tests.e2e.conftest import LanLab
+from tests.support.bridge import client_args, start_daemon, write_daemon_config
+from tests.support.netns import Namespace, venv_bin
+
+BIG = random.Random(1).randbytes(1024 * 1024)
+TEXT = ("all work and no play " * 2000).encode()
+
+
+@contextlib.asynccontextmanager
+async def web_app(namespace: Namespace, port: int) -> AsyncIterator[None]:
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(body=BIG, content_type="application/octet-stream")
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.Response(
+            body=body, headers={"X-Method": request.method, "X-Length": str(len(body))}
+        )
+
+    async def compressed(_: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(TEXT), headers={"Content-Encoding": "gzip"})
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_get("/big", big)
+    app.router.add_post("/echo", echo)
+    app.router.add_get("/text", compressed)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, namespace.socket_listening("127.0.0.1", port)).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def fetch(lan: LanLab, *args: str) -> tuple[int, str]:
+    argv = [venv_bin("homelab-p2p"), "fetch", "web", *args, *client_args(lan.signaling_url)]
+    result = await asyncio.to_thread(lan.client.run, *argv, check=False)
+    return result.returncode, result.stderr
+
+
+async def test_requests_and_responses_of_any_size_pass_through(lan: LanLab) -> None:
+    async with web_app(lan.homelab, 8080):
+        config = write_daemon_config(
+            lan.workdir / "daemon.yml", lan.signaling_url, {"web": "http://127.0.0.1:8080"}
+        )
+        await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        out = lan.workdir / "big.bin"
+        assert await fetch(lan, "/big", "-o", str(out)) == (0, "")
+        assert out.read_bytes() == BIG
+
+        posted = random.Random(2).randbytes(3 * 1024 * 1024)
+        (lan.workdir / "post.bin").write_bytes(posted)
+        out = lan.workdir / "echo.bin"
+        code, _ = await fetch(
+            lan, "/echo", "--data-file", str(lan.workdir / "post.bin"), "-i", "-o", str(out)
+        )
+        assert code == 0
+        head, _, body = out.read_bytes().partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP 200 OK")
+        assert b"X-Method: POST" in head
+        assert body == posted
+
+        out = lan.workdir / "text.txt"
+        assert (await fetch(lan, "/text", "-o", str(out)))[0] == 0
+        assert out.read_bytes() == TEXT  # decompressed on the homelab; encoding headers dropped
+
+
+async def test_status_codes_pass_through(lan: LanLab) -> None:
+    async with web_app(lan.homelab, 8080):
+        config = write_daemon_config(
+            lan.workdir / "daemon.yml", lan.signaling_url, {"web": "http://127.0.0.1:8080"}
+        )
+        await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        out = lan.workdir / "missing.txt"
+        assert (await fetch(lan, "/missing", "-i", "-o", str(out)))[0] == 0
+        assert out.read_bytes().startswith(b"HTTP 404 Not Found\r\n")
+        assert (await fetch(lan, "/missing", "--fail", "-o", str(out)))[0] == 22
+
+
+async def test_an_unreachable_web_service_is_reported(lan: LanLab) -> None:
+    config = write_daemon_config(
+        lan.workdir / "daemon.yml", lan.signaling_url, {"web": "http://127.0.0.1:8099"}
+    )
+    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+    code, stderr = await fetch(lan, "/")
+    assert code == 1
+    assert "'web': service_unavailable: http://127.0.0.1:8099" in stderr
+    await daemon.logged(r"\[WARNING\] Service 'web' \(http://127.0.0.1:8099\) failed a request")
