@@ -98,3 +98,34 @@ async def test_symmetric_nats_without_turn_fail_with_the_guides_advice(nat_lab: 
     assert result.stderr.startswith("homelab-p2p: ICE: WebRTC connection timeout: no network path")
     assert "configure a TURN server" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_every_configured_server_is_used_not_only_the_first(nat_lab: NatSetup) -> None:
+    """aiortc alone asks only the first STUN and the first TURN server; here the first of each
+    is useless (nothing listens / wrong password) and the connection still finds its way."""
+    nat_lab.nat.mode("nat1", "symmetric")
+    nat_lab.nat.mode("nat2", "cone")
+    dead_stun = f"stun:{INET_IP}:3999"
+    wrong_turn = {"urls": TURN, "username": TURN_USER, "credential": "not-the-password"}
+    ice = [{"urls": dead_stun}, {"urls": STUN}, wrong_turn, *daemon_ice(True)[1:]]
+    async with EchoService(nat_lab.nat.homelab, 7007):
+        config = write_daemon_config(
+            nat_lab.workdir / "daemon.yml", nat_lab.signaling_url, SERVICES, ice_servers=ice
+        )
+        daemon = await start_daemon(nat_lab.nat.homelab, config, nat_lab.workdir / "daemon.log")
+        assert (
+            f"ICE servers: {dead_stun}, {STUN}, {TURN.split('?', maxsplit=1)[0]}, {TURN.split('?', maxsplit=1)[0]};"
+            in daemon.log()
+        )
+        flags = ["--ice-server", dead_stun, *client_ice(False)]
+        forward, port = await start_forward(
+            nat_lab.nat.client,
+            "echo7",
+            nat_lab.signaling_url,
+            nat_lab.workdir / "forward.log",
+            *flags,
+        )
+        assert await echo_round_trip(nat_lab.nat.client, port, 256 * 1024)
+        match = await daemon.logged(r"connected over (\w+) \(local (\w+), remote (\w+)\)")
+        assert match.group(1) == "relay", daemon.log()  # the second TURN server's allocation
+        forward.stop()
