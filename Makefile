@@ -51,8 +51,9 @@ demo-clean:  ## stop what `make demo` started and remove its state
 lambda-zip: venv  ## build dist/signaling_lambda.zip (byte-reproducible)
 	$(BIN)/python -m signaling_lambda.package --out dist/signaling_lambda.zip
 
-bench: venv  ## run the benchmarks (prints tables and a JSON line each)
-	$(BIN)/python benchmarks/signaling.py
+bench: venv  ## run the benchmarks (prints tables and a JSON line each; the bridge's needs root)
+	$(BIN)/python -m benchmarks.signaling
+	$(BIN)/python -m benchmarks.bridge
 
 clean: demo-clean  ## remove the venv and build output
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
