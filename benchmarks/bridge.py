@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.profiles import Sampler
 from tests.support import SECRET
 from tests.support.bridge import (
     EchoService,
@@ -191,11 +192,17 @@ async def throughput(
                 )
             )
             raw.append(args.megabytes / await send_through(client, HOME_IP, SINK_PORT, sink, size))
+        profile = (
+            await profile_transfer(client, port, sink, daemon, forward, workdir, size)
+            if args.profile
+            else {}
+        )
     finally:
         forward.stop()
         await sink.stop()
     bridge_median, raw_median = statistics.median(bridge), statistics.median(raw)
     return {
+        "profile": profile,
         "megabytes": args.megabytes,
         "runs": args.runs,
         "forward_mb_s": [round(v, 1) for v in bridge],
@@ -206,6 +213,26 @@ async def throughput(
         "daemon_cpu_share": round(statistics.median(c[0] for c in cpu), 2),
         "client_cpu_share": round(statistics.median(c[1] for c in cpu), 2),
     }
+
+
+async def profile_transfer(
+    client: Namespace,
+    port: int,
+    sink: "Sink",
+    daemon: LoggedProcess,
+    forward: LoggedProcess,
+    workdir: Path,
+    size: int,
+) -> dict[str, dict[str, float]]:
+    """One more transfer with py-spy sampling both ends: where the time goes."""
+    py_spy = venv_bin("py-spy")
+    samplers = {
+        "daemon (receiving)": Sampler(daemon.process.pid, workdir / "daemon.prof", py_spy),
+        "client (sending)": Sampler(forward.process.pid, workdir / "client.prof", py_spy),
+    }
+    await asyncio.sleep(0.5)  # py-spy attaches
+    await send_through(client, "127.0.0.1", port, sink, size)
+    return {name: sampler.stop() for name, sampler in samplers.items()}
 
 
 async def memory(client: Namespace, daemon: LoggedProcess, workdir: Path) -> dict[str, Any]:
@@ -286,6 +313,10 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"  ratio forward / raw TCP   {flow['ratio_forward_to_raw']:>12}")
     cores = f"daemon {flow['daemon_cpu_share']}, client {flow['client_cpu_share']}"
     print(f"  CPU (cores busy)          {cores}")
+    for side, layers in flow.get("profile", {}).items():
+        print(f"\n  where the time goes, {side} (% of busy samples):")
+        for layer, share in layers.items():
+            print(f"    {share:>5.1f}  {layer}")
     print(
         f"\ndaemon memory: idle {mem['idle_rss_mb']} MB, "
         f"with 10 peers {mem['ten_peers_rss_mb']} MB ({mem['per_peer_mb']} MB per peer)\n"
@@ -297,6 +328,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="throughput runs (default: 3)")
     parser.add_argument("--megabytes", type=int, default=100)
     parser.add_argument("--setup-runs", type=int, default=20)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample both ends with py-spy during one more transfer",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("benchmarks.bridge builds network namespaces: run it as root")

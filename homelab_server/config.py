@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from homelab_server.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_url
 from signaling_lambda.names import DEFAULT_NAME, NAME_RULE, is_valid_name
 
@@ -247,6 +245,8 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
 
 
 def load_config(path: Path) -> DaemonConfig:
+    import yaml  # noqa: PLC0415 - not at the top: the client imports this module, rarely YAML
+
     try:
         text = path.read_text()
     except OSError as exc:

@@ -141,3 +141,26 @@ def test_pipe_to_a_homelab_that_is_not_connected_says_so(lan: LanLab) -> None:
     )
     assert "Solution: start homelab_server" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_past_max_peers_a_client_is_refused_with_a_reason(lan: LanLab) -> None:
+    async with EchoService(lan.homelab, ECHO_PORT):
+        config = write_daemon_config(
+            lan.workdir / "daemon.yml",
+            lan.signaling_url,
+            {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"},
+            max_peers=1,
+        )
+        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        first, port = await start_forward(
+            lan.client, "echo7", lan.signaling_url, lan.workdir / "first.log"
+        )
+        argv = [venv_bin("homelab-p2p"), "pipe", "echo7", *client_args(lan.signaling_url)]
+        second = await asyncio.to_thread(lan.client.run, *argv, check=False)
+        assert second.returncode == 1
+        assert "the homelab refused the connection (busy)" in second.stderr
+        await daemon.logged(
+            r"\[WARNING\] Refused an offer from \S+: max_peers \(1\) peers are connected"
+        )
+        assert await echo_round_trip(lan.client, port, 64 * 1024)
+        first.stop()
