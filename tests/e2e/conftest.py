@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.bridge import BridgeHosts
 from tests.support.gateway import GatewayProcess
 from tests.support.natlab import INET_IP, NatLab, build_nat_lab, start_turn
 from tests.support.netns import Lab, Namespace, lab
@@ -26,17 +27,14 @@ def _require_lab() -> None:
 
 
 @dataclass
-class LanLab:
+class LanLab(BridgeHosts):
     lab: Lab
     gateway_host: Namespace
     homelab: Namespace
     client: Namespace
     gateway: GatewayProcess
     workdir: Path
-
-    @property
-    def signaling_url(self) -> str:
-        return f"ws://{GATEWAY_IP}:8765/prod"
+    signaling_url: str = f"ws://{GATEWAY_IP}:8765/prod"
 
 
 def lan_gateway(lab_host: Namespace, secret_file: Path, log: Path, *extra: str) -> GatewayProcess:
@@ -66,14 +64,14 @@ def lan(request: pytest.FixtureRequest, tmp_path: Path, secret_file: Path) -> It
 
 
 @dataclass
-class NatSetup:
+class NatSetup(BridgeHosts):
     nat: NatLab
     gateway: GatewayProcess
     workdir: Path
+    signaling_url: str = f"ws://{INET_IP}:8765/prod"
 
-    @property
-    def signaling_url(self) -> str:
-        return f"ws://{INET_IP}:8765/prod"
+    def __post_init__(self) -> None:
+        self.homelab, self.client = self.nat.homelab, self.nat.client
 
 
 @pytest.fixture

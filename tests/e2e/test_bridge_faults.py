@@ -9,9 +9,6 @@ from tests.e2e.conftest import LanLab, lan_gateway
 from tests.support.bridge import (
     EchoService,
     echo_round_trip,
-    start_daemon,
-    start_forward,
-    write_daemon_config,
 )
 
 SERVICES = {"echo7": "tcp://127.0.0.1:7007"}
@@ -21,13 +18,8 @@ async def test_an_open_channel_outlives_the_gateway_and_the_homelab_re_registers
     lan: LanLab, secret_file: os.PathLike[str]
 ) -> None:
     async with EchoService(lan.homelab, 7007):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, SERVICES, reconnect_max_delay=2
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        forward, port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
-        )
+        daemon = await lan.start_daemon(SERVICES, reconnect_max_delay=2)
+        forward, port = await lan.start_forward("echo7")
         reader, writer = await asyncio.open_connection(
             sock=lan.client.socket_connected("127.0.0.1", port)
         )
@@ -54,18 +46,15 @@ async def test_the_clients_next_connection_works_after_the_daemon_restarts(
     lan: LanLab, stop: str
 ) -> None:
     async with EchoService(lan.homelab, 7007):
-        config = write_daemon_config(lan.workdir / "daemon.yml", lan.signaling_url, SERVICES)
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        forward, port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
-        )
+        daemon = await lan.start_daemon(SERVICES)
+        forward, port = await lan.start_forward("echo7")
         assert await echo_round_trip(lan.client, port, 256 * 1024)
         if stop == "restarted":
             assert daemon.stop() == 0  # systemd's restart: SIGTERM
         else:
             daemon.process.kill()
             daemon.process.wait()
-        await start_daemon(lan.homelab, config, lan.workdir / "daemon-again.log")
+        await lan.start_daemon(SERVICES, name="daemon-again")
         assert await echo_round_trip(lan.client, port, 256 * 1024)
         await forward.logged(r"negotiating a new one")
         forward.stop()
@@ -75,18 +64,11 @@ async def test_the_clients_next_connection_works_after_the_daemon_restarts(
 async def test_offers_during_a_rotation_are_answered(lan: LanLab) -> None:
     """The homelab replaces its connection (make before break) while clients connect."""
     async with EchoService(lan.homelab, 7007):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, SERVICES, max_connection_age=10
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        daemon = await lan.start_daemon(SERVICES, max_connection_age=10)
         await daemon.logged(r"opening its replacement", within=30)
-        during, port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "during.log"
-        )
+        during, port = await lan.start_forward("echo7", name="during")
         await daemon.logged(r"now on connection \S+; closing \S+ in")
-        grace, grace_port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "grace.log"
-        )
+        grace, grace_port = await lan.start_forward("echo7", name="grace")
         assert await echo_round_trip(lan.client, port, 256 * 1024)
         assert await echo_round_trip(lan.client, grace_port, 256 * 1024)
         assert daemon.log().count("offer received") == 2

@@ -9,9 +9,6 @@ from tests.support.bridge import (
     EchoService,
     client_args,
     echo_round_trip,
-    start_daemon,
-    start_forward,
-    write_daemon_config,
 )
 from tests.support.netns import venv_bin
 
@@ -20,13 +17,8 @@ ECHO_PORT = 7007
 
 async def test_10_mb_through_forward_come_back_byte_exact(lan: LanLab) -> None:
     async with EchoService(lan.homelab, ECHO_PORT):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        forward, port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
-        )
+        daemon = await lan.start_daemon({"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"})
+        forward, port = await lan.start_forward("echo7")
         assert await echo_round_trip(lan.client, port, 10 * 1024 * 1024)
         await daemon.logged(r"connected over host \(local host, remote host\)")
         await daemon.logged(r"closed 'echo7' \(10485760 bytes in, 10485760 bytes out\)")
@@ -37,13 +29,8 @@ async def test_10_mb_through_forward_come_back_byte_exact(lan: LanLab) -> None:
 
 async def test_20_concurrent_connections_through_one_forward(lan: LanLab) -> None:
     async with EchoService(lan.homelab, ECHO_PORT):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        forward, port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "forward.log"
-        )
+        daemon = await lan.start_daemon({"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"})
+        forward, port = await lan.start_forward("echo7")
         results = await asyncio.gather(
             *(echo_round_trip(lan.client, port, 256 * 1024) for _ in range(20))
         )
@@ -55,13 +42,8 @@ async def test_20_concurrent_connections_through_one_forward(lan: LanLab) -> Non
 
 
 async def test_an_unknown_service_is_refused_and_logged(lan: LanLab) -> None:
-    config = write_daemon_config(
-        lan.workdir / "daemon.yml", lan.signaling_url, {"ssh": "tcp://127.0.0.1:22"}
-    )
-    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-    forward, port = await start_forward(
-        lan.client, "telnet", lan.signaling_url, lan.workdir / "forward.log"
-    )
+    daemon = await lan.start_daemon({"ssh": "tcp://127.0.0.1:22"})
+    forward, port = await lan.start_forward("telnet")
     reader, writer = await asyncio.open_connection(
         sock=lan.client.socket_connected("127.0.0.1", port)
     )
@@ -103,10 +85,7 @@ async def test_ssh_runs_a_command_through_pipe(lan: LanLab) -> None:
     lan.homelab.popen(
         ["/usr/sbin/sshd", "-D", "-e", "-f", str(sshd_config(keys))], stderr=subprocess.DEVNULL
     )
-    config = write_daemon_config(
-        lan.workdir / "daemon.yml", lan.signaling_url, {"ssh": "tcp://127.0.0.1:2200"}
-    )
-    await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+    await lan.start_daemon({"ssh": "tcp://127.0.0.1:2200"})
     proxy = " ".join([venv_bin("homelab-p2p"), "pipe", "ssh", *client_args(lan.signaling_url)])
     ssh = [
         "ssh",
@@ -145,16 +124,8 @@ def test_pipe_to_a_homelab_that_is_not_connected_says_so(lan: LanLab) -> None:
 
 async def test_past_max_peers_a_client_is_refused_with_a_reason(lan: LanLab) -> None:
     async with EchoService(lan.homelab, ECHO_PORT):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml",
-            lan.signaling_url,
-            {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"},
-            max_peers=1,
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        first, port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "first.log"
-        )
+        daemon = await lan.start_daemon({"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}, max_peers=1)
+        first, port = await lan.start_forward("echo7", name="first")
         argv = [venv_bin("homelab-p2p"), "pipe", "echo7", *client_args(lan.signaling_url)]
         second = await asyncio.to_thread(lan.client.run, *argv, check=False)
         assert second.returncode == 1

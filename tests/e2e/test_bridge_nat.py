@@ -9,9 +9,6 @@ from tests.support.bridge import (
     EchoService,
     client_args,
     echo_round_trip,
-    start_daemon,
-    start_forward,
-    write_daemon_config,
 )
 from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER
 from tests.support.netns import venv_bin
@@ -56,20 +53,8 @@ async def test_connects_and_says_how(
     nat_lab.nat.mode("nat1", homelab_nat)
     nat_lab.nat.mode("nat2", client_nat)
     async with EchoService(nat_lab.nat.homelab, 7007):
-        config = write_daemon_config(
-            nat_lab.workdir / "daemon.yml",
-            nat_lab.signaling_url,
-            SERVICES,
-            ice_servers=daemon_ice(turn),
-        )
-        daemon = await start_daemon(nat_lab.nat.homelab, config, nat_lab.workdir / "daemon.log")
-        forward, port = await start_forward(
-            nat_lab.nat.client,
-            "echo7",
-            nat_lab.signaling_url,
-            nat_lab.workdir / "forward.log",
-            *client_ice(turn),
-        )
+        daemon = await nat_lab.start_daemon(SERVICES, ice_servers=daemon_ice(turn))
+        forward, port = await nat_lab.start_forward("echo7", *client_ice(turn))
         assert await echo_round_trip(nat_lab.nat.client, port, 1024 * 1024)
         match = await daemon.logged(r"connected over (\w+) \(local (\w+), remote (\w+)\)")
         assert match.group(1) == pair, daemon.log()
@@ -79,13 +64,7 @@ async def test_connects_and_says_how(
 async def test_symmetric_nats_without_turn_fail_with_the_guides_advice(nat_lab: NatSetup) -> None:
     nat_lab.nat.mode("nat1", "symmetric")
     nat_lab.nat.mode("nat2", "symmetric")
-    config = write_daemon_config(
-        nat_lab.workdir / "daemon.yml",
-        nat_lab.signaling_url,
-        SERVICES,
-        ice_servers=daemon_ice(False),
-    )
-    await start_daemon(nat_lab.nat.homelab, config, nat_lab.workdir / "daemon.log")
+    await nat_lab.start_daemon(SERVICES, ice_servers=daemon_ice(False))
     argv = [
         venv_bin("homelab-p2p"),
         "pipe",
@@ -109,20 +88,11 @@ async def test_every_configured_server_is_used_not_only_the_first(nat_lab: NatSe
     wrong_turn = {"urls": TURN, "username": TURN_USER, "credential": "not-the-password"}
     ice = [{"urls": dead_stun}, {"urls": STUN}, wrong_turn, *daemon_ice(True)[1:]]
     async with EchoService(nat_lab.nat.homelab, 7007):
-        config = write_daemon_config(
-            nat_lab.workdir / "daemon.yml", nat_lab.signaling_url, SERVICES, ice_servers=ice
-        )
-        daemon = await start_daemon(nat_lab.nat.homelab, config, nat_lab.workdir / "daemon.log")
+        daemon = await nat_lab.start_daemon(SERVICES, ice_servers=ice)
         turn = TURN.partition("?")[0]
         assert f"ICE servers: {dead_stun}, {STUN}, {turn}, {turn};" in daemon.log()
         flags = ["--ice-server", dead_stun, *client_ice(False)]
-        forward, port = await start_forward(
-            nat_lab.nat.client,
-            "echo7",
-            nat_lab.signaling_url,
-            nat_lab.workdir / "forward.log",
-            *flags,
-        )
+        forward, port = await nat_lab.start_forward("echo7", *flags)
         assert await echo_round_trip(nat_lab.nat.client, port, 256 * 1024)
         match = await daemon.logged(r"connected over (\w+) \(local (\w+), remote (\w+)\)")
         assert match.group(1) == "relay", daemon.log()  # the second TURN server's allocation

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import psutil
 
 from tests.e2e.conftest import LanLab
-from tests.support.bridge import LoggedProcess, start_daemon, start_forward, write_daemon_config
+from tests.support.bridge import LoggedProcess
 from tests.support.netns import Namespace
 
 TOTAL = 60 * 1024 * 1024
@@ -91,13 +91,8 @@ async def test_a_slow_service_slows_the_client_down(lan: LanLab) -> None:
         writer.close()
 
     async with service(lan.homelab, 7010, slow_sink):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, {"sink": "tcp://127.0.0.1:7010"}
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        forward, port = await start_forward(
-            lan.client, "sink", lan.signaling_url, lan.workdir / "forward.log"
-        )
+        daemon = await lan.start_daemon({"sink": "tcp://127.0.0.1:7010"})
+        forward, port = await lan.start_forward("sink")
         _, writer = await asyncio.open_connection(
             sock=lan.client.socket_connected("127.0.0.1", port)
         )
@@ -122,13 +117,8 @@ async def test_a_slow_client_reader_slows_the_service_down(lan: LanLab) -> None:
         writer.close()
 
     async with service(lan.homelab, 7011, fast_source):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, {"source": "tcp://127.0.0.1:7011"}
-        )
-        await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        forward, port = await start_forward(
-            lan.client, "source", lan.signaling_url, lan.workdir / "forward.log"
-        )
+        await lan.start_daemon({"source": "tcp://127.0.0.1:7011"})
+        forward, port = await lan.start_forward("source")
         reader, writer = await asyncio.open_connection(
             sock=lan.client.socket_connected("127.0.0.1", port)
         )

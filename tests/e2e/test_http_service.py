@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from tests.e2e.conftest import LanLab
-from tests.support.bridge import client_args, start_daemon, write_daemon_config
+from tests.support.bridge import client_args
 from tests.support.netns import Namespace, venv_bin
 
 BIG = random.Random(1).randbytes(1024 * 1024)
@@ -51,10 +51,7 @@ async def fetch(lan: LanLab, *args: str) -> tuple[int, str]:
 
 async def test_requests_and_responses_of_any_size_pass_through(lan: LanLab) -> None:
     async with web_app(lan.homelab, 8080):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, {"web": "http://127.0.0.1:8080"}
-        )
-        await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        await lan.start_daemon({"web": "http://127.0.0.1:8080"})
         out = lan.workdir / "big.bin"
         assert await fetch(lan, "/big", "-o", str(out)) == (0, "")
         assert out.read_bytes() == BIG
@@ -78,10 +75,7 @@ async def test_requests_and_responses_of_any_size_pass_through(lan: LanLab) -> N
 
 async def test_status_codes_pass_through(lan: LanLab) -> None:
     async with web_app(lan.homelab, 8080):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, {"web": "http://127.0.0.1:8080"}
-        )
-        await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        await lan.start_daemon({"web": "http://127.0.0.1:8080"})
         out = lan.workdir / "missing.txt"
         assert (await fetch(lan, "/missing", "-i", "-o", str(out)))[0] == 0
         assert out.read_bytes().startswith(b"HTTP 404 Not Found\r\n")
@@ -89,10 +83,7 @@ async def test_status_codes_pass_through(lan: LanLab) -> None:
 
 
 async def test_an_unreachable_web_service_is_reported(lan: LanLab) -> None:
-    config = write_daemon_config(
-        lan.workdir / "daemon.yml", lan.signaling_url, {"web": "http://127.0.0.1:8099"}
-    )
-    daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+    daemon = await lan.start_daemon({"web": "http://127.0.0.1:8099"})
     code, stderr = await fetch(lan, "/")
     assert code == 1
     assert "'web': service_unavailable: http://127.0.0.1:8099" in stderr

@@ -9,9 +9,6 @@ from tests.support.bridge import (
     LoggedProcess,
     client_args,
     echo_round_trip,
-    start_daemon,
-    start_forward,
-    write_daemon_config,
 )
 from tests.support.netns import venv_bin
 
@@ -31,16 +28,11 @@ def udp_ports(lan: LanLab, daemon: LoggedProcess) -> set[int]:
 
 async def test_every_udp_port_the_daemon_opens_is_in_the_range(lan: LanLab) -> None:
     async with EchoService(lan.homelab, 7007):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, SERVICES, ice_port_range=[50200, 50209]
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
+        daemon = await lan.start_daemon(SERVICES, ice_port_range=[50200, 50209])
         seen: set[int] = set()
         forwards = []
         for n in range(3):  # three clients, three peer connections, all open at once
-            forward, port = await start_forward(
-                lan.client, "echo7", lan.signaling_url, lan.workdir / f"f{n}.log"
-            )
+            forward, port = await lan.start_forward("echo7", name=f"f{n}")
             forwards.append(forward)
             assert await echo_round_trip(lan.client, port, 64 * 1024)
             seen |= udp_ports(lan, daemon)
@@ -52,13 +44,8 @@ async def test_every_udp_port_the_daemon_opens_is_in_the_range(lan: LanLab) -> N
 
 async def test_a_full_range_refuses_the_next_peer_and_says_why(lan: LanLab) -> None:
     async with EchoService(lan.homelab, 7007):
-        config = write_daemon_config(
-            lan.workdir / "daemon.yml", lan.signaling_url, SERVICES, ice_port_range=[50300, 50300]
-        )
-        daemon = await start_daemon(lan.homelab, config, lan.workdir / "daemon.log")
-        first, port = await start_forward(
-            lan.client, "echo7", lan.signaling_url, lan.workdir / "first.log"
-        )
+        daemon = await lan.start_daemon(SERVICES, ice_port_range=[50300, 50300])
+        first, port = await lan.start_forward("echo7", name="first")
         assert await echo_round_trip(lan.client, port, 64 * 1024)
         argv = [venv_bin("homelab-p2p"), "pipe", "echo7"]
         argv += client_args(lan.signaling_url)

@@ -203,3 +203,29 @@ async def echo_round_trip(namespace: Namespace, port: int, size: int) -> bool:
         writer.close()
         await writer.wait_closed()
     return received == payload
+
+
+class BridgeHosts:
+    """A homelab and a client host with signaling between them; starts the bridge's ends."""
+
+    homelab: Namespace
+    client: Namespace
+    workdir: Path
+    signaling_url: str
+
+    async def start_daemon(
+        self, services: dict[str, str], name: str = "daemon", **config: Any
+    ) -> LoggedProcess:
+        """``homelab_server`` in the homelab with these services (and config keys), registered."""
+        path = write_daemon_config(
+            self.workdir / f"{name}.yml", self.signaling_url, services, **config
+        )
+        return await start_daemon(self.homelab, path, self.workdir / f"{name}.log")
+
+    async def start_forward(
+        self, service: str, *flags: str, name: str = "forward"
+    ) -> tuple[LoggedProcess, int]:
+        """``homelab-p2p forward SERVICE`` in the client; it and its local port."""
+        return await start_forward(
+            self.client, service, self.signaling_url, self.workdir / f"{name}.log", *flags
+        )
