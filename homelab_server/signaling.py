@@ -106,13 +106,7 @@ class Link:
             raise SignalingUnreachable(
                 f"WebSocket connection failed: cannot reach {url}: {reason}; {GUIDE_URL_HINT}"
             ) from None
-        link = cls(ws, on_signal, on_error)
-        reply = await link.request(
-            {"action": "sendSignal", "to": "me", "data": "identify"},
-            lambda m: m.get("action") == "connected",
-        )
-        link.connection_id = str(reply.get("data"))
-        return link
+        return cls(ws, on_signal, on_error)
 
     async def _read(self) -> None:
         try:
@@ -247,17 +241,16 @@ class HomelabSignaling:
             raise SignalingRefused(str(exc)) from None
         log.info("Signaling: connecting to %s", config.signaling_url)
         link = await Link.open(config.signaling_url, token, self._on_signal, self._on_error)
-        log.info(
-            "WebSocket connected to %s, connection id %s", config.signaling_url, link.connection_id
-        )
+        log.info("WebSocket connected to %s", config.signaling_url)
         try:
-            await link.request(
+            reply = await link.request(
                 {"action": "register", "name": config.name, "token": token},
                 lambda m: m.get("action") == "registered",
             )
         except SignalingError:
             await link.close()
             raise
+        link.connection_id = str(reply.get("connectionId"))
         log.info("Registered as %r: connection id %s", config.name, link.connection_id)
         return link
 
@@ -284,15 +277,14 @@ class HomelabSignaling:
         self._active = link
         self.registered.set()
         self.disconnected.clear()
+        rotate_at = self._clock() + self._config.max_connection_age
+        failed_replacements = 0
         while True:
-            rotate_at = self._clock() + self._config.max_connection_age
-            outcome = await self._keep_alive(link, rotate_at)
-            if outcome == "closed":
-                code = link.ws.close_code
+            if await self._keep_alive(link, rotate_at) == "closed":
                 log.warning(
                     "Signaling: connection %s closed (code %s); reconnecting",
                     link.connection_id,
-                    code,
+                    link.ws.close_code,
                 )
                 self._active = None
                 self.registered.clear()
@@ -300,17 +292,26 @@ class HomelabSignaling:
                 await link.close()
                 return
             log.info(
-                "Signaling: connection %s is %g s old; opening its replacement",
+                "Signaling: connection %s is due for replacement; opening the next",
                 link.connection_id,
-                self._config.max_connection_age,
             )
             try:
                 replacement = await self._register()
             except SignalingError as exc:
-                log.warning(
-                    "Signaling: the replacement failed (%s); keeping %s", exc, link.connection_id
+                # Keep the old connection and try again soon: it still has until the 2 h cap.
+                retry = max(
+                    1.0, backoff_delay(failed_replacements, self._config.reconnect_max_delay)
                 )
+                failed_replacements += 1
+                log.warning(
+                    "Signaling: the replacement failed (%s); keeping %s, trying again in %.1f s",
+                    exc,
+                    link.connection_id,
+                    retry,
+                )
+                rotate_at = self._clock() + retry
                 continue
+            failed_replacements = 0
             self._active = replacement
             log.info(
                 "Signaling: now on connection %s; closing %s in %g s",
@@ -320,6 +321,7 @@ class HomelabSignaling:
             )
             self._retire(link)
             link = replacement
+            rotate_at = self._clock() + self._config.max_connection_age
 
     async def _keep_alive(self, link: Link, rotate_at: float) -> str:
         """Ping every ``ping_interval`` until the link closes ("closed") or is due ("rotate")."""

@@ -65,7 +65,7 @@ async def test_offers_during_a_rotation_are_answered(lan: LanLab) -> None:
     """The homelab replaces its connection (make before break) while clients connect."""
     async with EchoService(lan.homelab, 7007):
         daemon = await lan.start_daemon(SERVICES, max_connection_age=10)
-        await daemon.logged(r"opening its replacement", within=30)
+        await daemon.logged(r"due for replacement", within=30)
         during, port = await lan.start_forward("echo7", name="during")
         await daemon.logged(r"now on connection \S+; closing \S+ in")
         grace, grace_port = await lan.start_forward("echo7", name="grace")

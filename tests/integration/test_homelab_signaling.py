@@ -3,9 +3,10 @@
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -155,5 +156,52 @@ async def test_rotation_registers_the_new_connection_before_closing_the_old(
             async with asyncio.timeout(0.5):
                 unexpected = await recv_json(client)
                 pytest.fail(f"the client got {unexpected}")
-        assert "opening its replacement" in caplog.text
+        assert "due for replacement" in caplog.text
         assert re.search(r"now on connection \S+; closing \S+ in", caplog.text)
+
+
+class LogLine(logging.Handler):
+    """Sets ``seen`` when a line matching ``pattern`` is logged by homelab_server."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pattern.search(record.getMessage()):
+            self.seen.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["LogLine"]:
+        logger = logging.getLogger("homelab_server")
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+
+
+async def test_a_failed_replacement_keeps_the_connection_and_retries_soon(
+    gateway: GatewayProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The token file is read at each attempt: a bad one stops rotations, not the service."""
+    caplog.set_level("INFO", logger="homelab_server")
+    token_file = tmp_path / "token"
+    token_file.write_text(token("homelab", "laptop"))
+    config = config_for(gateway, token=None, token_file=token_file, max_connection_age=2)
+    inbox = Inbox()
+    signaling = HomelabSignaling(config, inbox.on_signal, inbox.on_error)
+    async with running(signaling):
+        first = signaling.connection_id
+        with LogLine(
+            r"the replacement failed .*; keeping \S+, trying again in"
+        ).installed() as failed:
+            token_file.write_text(token("client", "laptop"))  # cannot register
+            await asyncio.wait_for(failed.seen.wait(), 20)
+        assert signaling.connection_id == first
+        with LogLine(r"now on connection").installed() as replaced:
+            token_file.write_text(token("homelab", "laptop"))
+            await asyncio.wait_for(replaced.seen.wait(), 20)
+        assert signaling.connection_id != first
+        assert "reconnecting" not in caplog.text
