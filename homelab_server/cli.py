@@ -2,9 +2,11 @@
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,11 @@ from homelab_server.logs import configure_logging
 from signaling_lambda.tokens import (
     ROLES,
     SecretError,
+    TokenError,
     issue_token,
     load_secret_file,
     parse_ttl,
+    verify_token,
 )
 
 PROG = "homelab-p2p"
@@ -56,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--secret-file", type=Path, required=True, help="the signing secret")
     issue.set_defaults(run=_issue)
+    verify = token_commands.add_parser(
+        "verify",
+        help="check a token (from stdin or --token-file) against the secret",
+        description="Check a token against the secret: its claims as JSON, or exit 1 saying why.",
+    )
+    verify.add_argument("--secret-file", type=Path, required=True, help="the signing secret")
+    verify.add_argument("--token-file", type=Path, help="read the token here instead of stdin")
+    verify.add_argument("--role", choices=ROLES, help="the role it must have")
+    verify.add_argument("--name", help="the name it must have")
+    verify.add_argument(
+        "--min-ttl", type=_ttl, default=0, help="it must stay valid this long (such as 7d)"
+    )
+    verify.set_defaults(run=_verify)
     new_secret = token_commands.add_parser(
         "new-secret",
         help="write a new random signing secret",
@@ -185,6 +202,26 @@ def _issue(args: argparse.Namespace) -> int:
     except (SecretError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    try:
+        secret = load_secret_file(args.secret_file)
+        text = args.token_file.read_text() if args.token_file else sys.stdin.read()
+        claims = verify_token(secret, text.strip(), now=time.time() + args.min_ttl)
+    except (SecretError, TokenError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"{PROG}: {reason}", file=sys.stderr)
+        return 1
+    for field, expected in (("role", args.role), ("name", args.name)):
+        if expected is not None and getattr(claims, field) != expected:
+            print(
+                f"{PROG}: the token's {field} is {getattr(claims, field)!r}, not {expected!r}",
+                file=sys.stderr,
+            )
+            return 1
+    print(json.dumps({"role": claims.role, "name": claims.name, "expires_at": claims.expires_at}))
     return 0
 
 

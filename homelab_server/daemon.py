@@ -16,6 +16,7 @@ from pathlib import Path
 from homelab_server.config import ConfigError, DaemonConfig, load_config
 from homelab_server.logs import configure_logging
 from homelab_server.peers import PeerManager
+from homelab_server.sdnotify import notify
 from homelab_server.services import ServiceRouter
 from homelab_server.signaling import HomelabSignaling
 from homelab_server.webrtc import IcePolicy, install
@@ -37,6 +38,7 @@ async def run(config: DaemonConfig) -> int:
     peers = PeerManager(current_policy(), router, send_signal, config.max_peers)
     signaling = HomelabSignaling(config, peers.on_signal, peers.on_signaling_error)
     log.info("homelab_server starting as %r; services: %s", config.name, router.offered())
+    notify(STATUS=f"Connecting to {config.signaling_url}")
     log.info(current_policy().describe())
 
     stop = asyncio.Event()

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from homelab_server.config import ConfigError, DaemonConfig
+from homelab_server.sdnotify import notify
 
 log = logging.getLogger("homelab_server.signaling")
 
@@ -252,6 +253,7 @@ class HomelabSignaling:
             raise
         link.connection_id = str(reply.get("connectionId"))
         log.info("Registered as %r: connection id %s", config.name, link.connection_id)
+        notify(STATUS=f"Registered as {config.name!r} (connection id {link.connection_id})")
         return link
 
     async def run(self) -> None:
@@ -265,6 +267,7 @@ class HomelabSignaling:
                     delay = backoff_delay(attempt, self._config.reconnect_max_delay)
                     attempt += 1
                     log.warning("Signaling: %s; retrying in %.1f s", exc, delay)
+                    notify(STATUS=f"Not registered: {exc}"[:400])
                     await asyncio.sleep(delay)
                     continue
                 attempt = 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 
 from homelab_server.logs import configure_logging
+from homelab_server.sdnotify import notify
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.gateway.server import Gateway, GatewayConfig, Handler
 from signaling_lambda.settings import Settings
@@ -146,6 +147,7 @@ async def serve(config: GatewayConfig, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     print(f"Serving {gateway.url}", flush=True)
+    notify(STATUS=f"Serving {gateway.url}")
     log.info(
         "Serving %s (management API on %s, loopback only)", gateway.url, gateway.management_url
     )

@@ -82,3 +82,34 @@ def test_errors_are_one_sentence_with_status_2(tmp_path: Path, secret_file: Path
         assert result.returncode == 2, args
         assert message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_verify_checks_the_signature_the_claims_and_the_time_left(
+    secret_file: Path, tmp_path: Path
+) -> None:
+    token = run(
+        "token",
+        "issue",
+        "--role",
+        "homelab",
+        "--name",
+        "laptop",
+        "--ttl",
+        "10d",
+        "--secret-file",
+        str(secret_file),
+    ).stdout
+
+    def verify(*flags: str, text: str = token) -> subprocess.CompletedProcess[str]:
+        argv = [str(CLI), "token", "verify", "--secret-file", str(secret_file), *flags]
+        return subprocess.run(
+            argv, input=text, capture_output=True, text=True, timeout=30, check=False
+        )
+
+    ok = verify("--role", "homelab", "--name", "laptop", "--min-ttl", "9d")
+    assert ok.returncode == 0, ok.stderr
+    assert '"name": "laptop"' in ok.stdout
+    assert verify("--min-ttl", "11d").stderr.startswith("homelab-p2p: the token expired at")
+    assert "the token's role is 'homelab', not 'client'" in verify("--role", "client").stderr
+    assert "the token's name is 'laptop', not 'nas'" in verify("--name", "nas").stderr
+    assert verify(text="hp1.forged.token").returncode == 1
