@@ -27,10 +27,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv with the project and its test tools
 
-lint: venv  ## ruff, ruff format, mypy
+lint: venv  ## ruff, ruff format, mypy, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/yamllint --strict .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --offline -q
 
 test: venv  ## every check and test (CI runs this)
 	$(MAKE) lint

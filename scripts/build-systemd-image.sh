@@ -30,7 +30,14 @@ SOURCES
 rm -f "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*_Packages
 : >"$rootfs/etc/machine-id"                                   # a new one at each boot
 rm -f "$rootfs"/etc/systemd/system/getty.target.wants/*        # no console logins in a container
-rm -f "$rootfs"/etc/ssh/ssh_host_*                             # each container makes its own keys
+rm -f "$rootfs"/etc/ssh/ssh_host_*                             # each container makes its own keys:
+mkdir -p "$rootfs/etc/systemd/system/ssh.service.d"
+cat >"$rootfs/etc/systemd/system/ssh.service.d/host-keys.conf" <<UNIT
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+UNIT
 tar -C "$rootfs" --numeric-owner -c . | podman import \
   --change 'CMD ["/lib/systemd/systemd"]' \
   --change 'ENV container=podman' \

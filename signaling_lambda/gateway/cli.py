@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import re
 import resource
@@ -95,7 +96,10 @@ def raise_open_file_limit() -> None:
     """Each connection is a file descriptor; allow as many as the system lets us."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        with contextlib.suppress(
+            OSError, ValueError
+        ):  # a sandbox may forbid it: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
