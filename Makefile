@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help system-deps venv lint test test-unit test-integration demo demo-clean lambda-zip bench clean
+.PHONY: help system-deps venv lint test test-unit test-integration test-molecule demo demo-clean lambda-zip bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -37,6 +37,15 @@ lint: venv  ## ruff, ruff format, mypy, yamllint, ansible-lint (production profi
 test: venv  ## every check and test (CI runs this)
 	$(MAKE) lint
 	$(BIN)/pytest
+	$(MAKE) test-molecule
+
+# podman on this kind of machine: runc (crun fails on hybrid cgroups) and ulimits within the
+# host's hard limits (podman's defaults are above them); see scripts/podman-env.sh.
+PODMAN_ENV := . scripts/podman-env.sh &&
+
+test-molecule: venv  ## the molecule scenario: the whole site in a systemd container
+	scripts/build-systemd-image.sh
+	$(PODMAN_ENV) cd molecule/.. && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
 
 test-unit: venv  ## unit tests only
 	$(BIN)/pytest tests/unit

@@ -12,6 +12,11 @@ packages=(
   coturn
   openssh-server
   openssh-client
+  # molecule and `make demo`: systemd containers under podman, built with debootstrap
+  podman
+  runc
+  debootstrap
+  nftables
 )
 
 # The venv needs Python's venv module (Debian ships it separately as python3-venv).
