@@ -1,156 +1,190 @@
-"""`make demo` / `make demo-clean`: the embedded default, brought up on this machine.
+"""`make demo` / `make demo-clean`: the whole system on this machine, in a systemd container.
 
-    python scripts/demo.py up     start the local signaling gateway (once) and prove an echo
-    python scripts/demo.py down   stop it and remove .demo/
+    python scripts/demo.py up     build the image if needed, start the homelab-demo container,
+                                  provision it with `ansible-playbook -i inventory/demo site.yml`,
+                                  and prove a round trip through WebRTC to services inside it
+    python scripts/demo.py down   remove the container, the image and the demo's files
 
-State lives in .demo/ (git-ignored): the signing secret, a client and a homelab token, the
-gateway's pid, its stdout and its log. A second `up` finds the running gateway and reuses it.
+The container plays the homelab and runs the local signaling gateway; this machine plays the
+laptop. A second `up` reuses the running container (Ansible then changes nothing).
 """
 
 import argparse
-import json
-import os
-import signal
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from websockets.sync.client import connect
-
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".demo"
+CREDENTIALS = ROOT / "credentials" / "homelab-demo"
+TOKEN = CREDENTIALS / "client.token"
 BIN = Path(sys.executable).parent
-PORT = int(os.environ.get("DEMO_PORT", "8765"))
-URL = f"ws://127.0.0.1:{PORT}/prod"
-START_TIMEOUT = 20.0
+CONTAINER = "homelab-demo"
+IMAGE = "localhost/homelab-p2p-systemd:bookworm"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def run_cli(*args: str) -> str:
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """podman with this machine's settings (scripts/podman-env.sh: runc, ulimits)."""
+    command = '. scripts/podman-env.sh && exec podman "$@"'
     return subprocess.run(
-        [str(BIN / "homelab-p2p"), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def ensure_credentials() -> tuple[str, str]:
-    """The secret and the two tokens, made on the first run and kept."""
-    STATE.mkdir(exist_ok=True)
-    secret = STATE / "secret"
-    if not secret.exists():
-        run_cli("token", "new-secret", "--out", str(secret))
-    tokens = []
-    for role, name in (("client", "demo-client"), ("homelab", "laptop")):
-        path = STATE / f"{role}.token"
-        if not path.exists():
-            token = run_cli(
-                "token",
-                "issue",
-                "--role",
-                role,
-                "--name",
-                name,
-                "--ttl",
-                "30d",
-                "--secret-file",
-                str(secret),
-            )
-            path.write_text(token + "\n")
-            path.chmod(0o600)
-        tokens.append(path.read_text().strip())
-    return tokens[0], tokens[1]
-
-
-def running_pid() -> int | None:
-    """The pid of the gateway an earlier `up` started, if it still runs."""
-    try:
-        pid = int((STATE / "gateway.pid").read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"signaling-gateway" in cmdline else None
-
-
-def start_gateway() -> int:
-    out = (STATE / "gateway.out").open("w")
-    log = (STATE / "gateway.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(BIN / "signaling-gateway"),
-            "--port",
-            str(PORT),
-            "--secret-file",
-            str(STATE / "secret"),
-        ],
-        stdout=out,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        ["bash", "-c", command, "podman", *args],
+        cwd=ROOT,
+        check=check,
+        capture_output=True,
+        text=True,
     )
-    (STATE / "gateway.pid").write_text(f"{process.pid}\n")
-    deadline = time.monotonic() + START_TIMEOUT
-    while "Serving ws://" not in (STATE / "gateway.out").read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log_text = (STATE / "gateway.log").read_text()
-            sys.exit(f"demo: the gateway did not start; its log says:\n{log_text}")
-        time.sleep(0.05)
-    return process.pid
 
 
-def prove_echo(client_token: str) -> dict[str, object]:
-    """The troubleshooting guide's manual test: a message to "me" comes back."""
-    with connect(f"{URL}?token={client_token}", open_timeout=10) as ws:
-        ws.send(json.dumps({"action": "sendSignal", "to": "me", "data": "hello from make demo"}))
-        reply: dict[str, object] = json.loads(ws.recv(timeout=10))
-    if reply.get("data") != "hello from make demo":
-        sys.exit(f"demo: the echo came back wrong: {reply}")
-    return reply
+def step(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def start_container() -> str:
+    """The container, running and booted; its address on podman's network."""
+    inspect = podman("inspect", "--format", "{{.State.Status}}", CONTAINER, check=False)
+    state = inspect.stdout.strip()
+    if state == "running":
+        step(f"container {CONTAINER} is running")
+    elif state:
+        step(f"starting container {CONTAINER}")
+        podman("start", CONTAINER)
+    else:
+        step(f"starting container {CONTAINER} (Debian 12, systemd as PID 1)")
+        podman(
+            "run", "--detach", "--name", CONTAINER, "--hostname", CONTAINER,
+            "--cap-add", "NET_ADMIN,SYS_ADMIN", "--systemd=always", IMAGE,
+        )  # fmt: skip
+    for _ in range(60):
+        booted = podman("exec", CONTAINER, "systemctl", "is-system-running", check=False)
+        if booted.stdout.strip() in ("running", "degraded"):
+            break
+        time.sleep(0.5)
+    return podman("inspect", "--format", "{{.NetworkSettings.IPAddress}}", CONTAINER).stdout.strip()
+
+
+def provision() -> None:
+    step("provisioning it: ansible-playbook -i inventory/demo site.yml")
+    command = f". scripts/podman-env.sh && exec {BIN}/ansible-playbook -i inventory/demo site.yml"
+    run = subprocess.run(
+        ["bash", "-c", command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{BIN}:{SYSTEM_PATH}"},
+        check=False,
+    )
+    recap = [line for line in run.stdout.splitlines() if line.startswith(CONTAINER + " ")]
+    print("    " + (recap[-1] if recap else "(no recap)"), flush=True)
+    if run.returncode != 0:
+        sys.exit(f"demo: the playbook failed:\n{run.stdout[-6000:]}{run.stderr[-2000:]}")
+
+
+def client_flags(address: str) -> list[str]:
+    url = f"ws://{address}:8765/prod"
+    return ["--signaling-url", url, "--token-file", str(TOKEN), "--ice-server", "none"]
+
+
+def echo_round_trip(address: str, message: str) -> str:
+    """``homelab-p2p pipe echo``: write a line, read it back, and only then close stdin.
+
+    (A data channel cannot be half-closed: closing stdin first would close the channel
+    before the answer came back.)
+    """
+    argv = [str(BIN / "homelab-p2p"), "pipe", "echo", *client_flags(address)]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as pipe:
+        assert pipe.stdin is not None
+        assert pipe.stdout is not None
+        pipe.stdin.write(message + "\n")
+        pipe.stdin.flush()
+        answer = pipe.stdout.readline()
+        pipe.stdin.close()
+        pipe.wait(timeout=60)
+    return answer.rstrip("\n")
+
+
+def demo_key() -> Path:
+    """A key for `ssh root@homelab-demo`, authorized in the container."""
+    STATE.mkdir(exist_ok=True)
+    key = STATE / "id_ed25519"
+    if not key.exists():
+        keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "demo", "-f", str(key)]
+        subprocess.run(keygen, check=True)
+    public = (STATE / "id_ed25519.pub").read_text().strip()
+    authorized = "/root/.ssh/authorized_keys"
+    script = (
+        "install -d -m 700 /root/.ssh && "
+        f"(grep -qxF '{public}' {authorized} 2>/dev/null || echo '{public}' >> {authorized})"
+    )
+    podman("exec", CONTAINER, "sh", "-c", script)
+    return key
+
+
+def prove(address: str) -> str:
+    """Bytes through WebRTC: the echo channel, then a command run over SSH. The ProxyCommand."""
+    echo = echo_round_trip(address, "hello through WebRTC")
+    if echo != "hello through WebRTC":
+        sys.exit(f"demo: the echo through WebRTC failed: it came back as {echo!r}")
+    print("    echo channel: sent 'hello through WebRTC', got it back", flush=True)
+    key = demo_key()
+    proxy = " ".join([str(BIN / "homelab-p2p"), "pipe", "ssh", *client_flags(address)])
+    remote = (
+        'echo "ssh over WebRTC: $(hostname) says '
+        '$(systemctl show -p StatusText --value homelab-p2p-bridge)"'
+    )
+    ssh = [
+        "ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+        "-o", f"ProxyCommand={proxy}", f"root@{CONTAINER}", remote,
+    ]  # fmt: skip
+    result = subprocess.run(ssh, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        sys.exit(f"demo: ssh through WebRTC failed: {result.stderr}")
+    print(f"    {result.stdout.strip()}", flush=True)
+    return proxy
 
 
 def up() -> None:
-    client_token, _ = ensure_credentials()
-    pid = running_pid()
-    state = "already running"
-    if pid is None:
-        pid, state = start_gateway(), "started"
-    reply = prove_echo(client_token)
+    step("building the systemd image if it is missing (about a minute, once)")
+    subprocess.run(["scripts/build-systemd-image.sh"], cwd=ROOT, check=True)
+    address = start_container()
+    provision()
+    step("proving a round trip through a WebRTC data channel into the container")
+    proxy = prove(address)
+    token = TOKEN.relative_to(ROOT)
+    flags = f"--signaling-url ws://{address}:8765/prod --token-file {token} --ice-server none"
     print(f"""
-  ✓ signaling gateway {state}: {URL}  (pid {pid}, log .demo/gateway.log)
-  ✓ echo through it: {json.dumps(reply)}
+  The homelab is the container {CONTAINER} ({address}); this machine is the laptop.
+  Signaling: ws://{address}:8765/prod    client token: {token}
 
-  Run the troubleshooting guide's echo test yourself, with any WebSocket client:
-      .venv/bin/python -m websockets "{URL}?token=$(cat .demo/client.token)"
-  then type:
-      {{"action":"sendSignal","to":"me","data":"test"}}
-  (or wscat -c "<the same URL>"). A homelab token, allowed to register as "laptop",
-  is in .demo/homelab.token. Watch the handler's log: tail -f .demo/gateway.log
+  SSH into it over WebRTC:
+      ssh -i .demo/id_ed25519 -o ProxyCommand="{proxy}" root@{CONTAINER}
+  Or forward a port:
+      .venv/bin/homelab-p2p forward ssh --listen 127.0.0.1:2222 {flags}
+  The troubleshooting guide's echo test, with any WebSocket client:
+      .venv/bin/python -m websockets "ws://{address}:8765/prod?token=$(cat {token})"
+      then type: {{"action":"sendSignal","to":"me","data":"test"}}
+  Logs (podman needs scripts/podman-env.sh sourced on this machine):
+      . scripts/podman-env.sh; podman exec {CONTAINER} journalctl -u 'homelab-p2p-*' -f
 
-  Stop it all: make demo-clean
+  Remove it all: make demo-clean
 """)
 
 
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (an exited process nobody has reaped yet counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def down() -> None:
-    pid = running_pid()
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        print(f"demo: stopped the signaling gateway (pid {pid})")
-    for path in sorted(STATE.glob("*")) if STATE.exists() else []:
-        path.unlink()
-    if STATE.exists():
-        STATE.rmdir()
-    print("demo: removed .demo/")
+    if podman("container", "exists", CONTAINER, check=False).returncode == 0:
+        podman("rm", "--force", CONTAINER)
+        print(f"demo: removed the container {CONTAINER}")
+    if podman("image", "exists", IMAGE, check=False).returncode == 0:
+        podman("rmi", IMAGE, check=False)
+        print(f"demo: removed the image {IMAGE}")
+    for directory in (STATE, CREDENTIALS):
+        if directory.exists():
+            shutil.rmtree(directory)
+            print(f"demo: removed {directory.relative_to(ROOT)}/")
 
 
 def main() -> None:
