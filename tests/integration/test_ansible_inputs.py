@@ -1,0 +1,83 @@
+"""Bad input to the Ansible roles: one sentence saying what to fix, before anything changes.
+
+Each case runs the real role against this machine and must stop at its checks, so the
+machine is never touched.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+def run_role(tmp_path: Path, role: str, *extra_vars: str) -> subprocess.CompletedProcess[str]:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(f"- hosts: localhost\n  gather_facts: true\n  roles:\n    - role: {role}\n")
+    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(playbook)]
+    for variable in extra_vars:
+        argv += ["-e", variable]
+    # The repository's ansible.cfg (roles, filter plugins), whatever the current directory.
+    environment = {
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "PATH": f"{ANSIBLE_PLAYBOOK.parent}:/usr/bin:/bin",
+    }
+    return subprocess.run(
+        argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "homelab_server_max_peers=many",
+            "argument 'homelab_server_max_peers' is of type str and we were unable to convert",
+        ),
+        (
+            '{"homelab_server_services": ["ssh"]}',
+            "argument 'homelab_server_services' is of type list",
+        ),
+        (
+            "homelab_server_log_level=LOUD",
+            "value of homelab_server_log_level must be one of: DEBUG, INFO, WARNING, ERROR",
+        ),
+    ],
+)
+def test_a_wrong_value_fails_at_role_entry_with_the_argument_spec(
+    tmp_path: Path, variable: str, message: str
+) -> None:
+    result = run_role(tmp_path, "homelab_server", variable)
+    assert result.returncode != 0
+    assert "Validating arguments against arg spec 'main'" in result.stdout
+    assert message in result.stdout
+    assert "changed=0" in result.stdout
+
+
+def test_a_misspelled_variable_is_named_with_the_nearest_known_one(tmp_path: Path) -> None:
+    result = run_role(
+        tmp_path, "homelab_server", "homelab_server_servces=x", "ansible_service_mgr=systemd"
+    )
+    assert result.returncode != 0
+    assert (
+        "homelab_server_servces is not a variable of the homelab_server role; "
+        "did you mean homelab_server_services?"
+    ) in result.stdout
+    assert "changed=0" in result.stdout
+
+
+@pytest.mark.parametrize("role", ["homelab_server", "signaling_local"])
+def test_a_host_without_systemd_is_refused_and_pointed_at_make_demo(
+    tmp_path: Path, role: str
+) -> None:
+    result = run_role(tmp_path, role, "ansible_service_mgr=openrc")
+    assert result.returncode != 0
+    assert "does not run systemd as PID 1 (it runs openrc)" in result.stdout
+    assert "`make demo`" in result.stdout
+    assert "changed=0" in result.stdout
+    assert (
+        not Path("/opt/homelab-p2p-bridge/venv").exists() or role != "x"
+    )  # nothing installed first
