@@ -16,12 +16,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_new_secret_then_issue_a_token_that_verifies(tmp_path: Path) -> None:
-    secret = tmp_path / "secret"
-    made = run("token", "new-secret", "--out", str(secret))
-    assert made.returncode == 0, made.stderr
-    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    issued = run(
+def issue_laptop_token(secret: Path, ttl: str) -> subprocess.CompletedProcess[str]:
+    return run(
         "token",
         "issue",
         "--role",
@@ -29,10 +25,18 @@ def test_new_secret_then_issue_a_token_that_verifies(tmp_path: Path) -> None:
         "--name",
         "laptop",
         "--ttl",
-        "30d",
+        ttl,
         "--secret-file",
         str(secret),
     )
+
+
+def test_new_secret_then_issue_a_token_that_verifies(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    made = run("token", "new-secret", "--out", str(secret))
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    issued = issue_laptop_token(secret, "30d")
     assert issued.returncode == 0, issued.stderr
     claims = verify_token(load_secret_file(secret), issued.stdout.strip())
     assert (claims.role, claims.name) == ("homelab", "laptop")
@@ -87,18 +91,7 @@ def test_errors_are_one_sentence_with_status_2(tmp_path: Path, secret_file: Path
 def test_verify_checks_the_signature_the_claims_and_the_time_left(
     secret_file: Path, tmp_path: Path
 ) -> None:
-    token = run(
-        "token",
-        "issue",
-        "--role",
-        "homelab",
-        "--name",
-        "laptop",
-        "--ttl",
-        "10d",
-        "--secret-file",
-        str(secret_file),
-    ).stdout
+    token = issue_laptop_token(secret_file, "10d").stdout
 
     def verify(*flags: str, text: str = token) -> subprocess.CompletedProcess[str]:
         argv = [str(CLI), "token", "verify", "--secret-file", str(secret_file), *flags]
