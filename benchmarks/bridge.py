@@ -37,6 +37,7 @@ from tests.support import SECRET
 from tests.support.bridge import (
     EchoService,
     LoggedProcess,
+    NamespaceTcpService,
     client_args,
     start_daemon,
     start_forward,
@@ -59,28 +60,16 @@ def veth_pair(built: Lab) -> tuple[Namespace, Namespace]:
     return home, client
 
 
-class Sink:
+class Sink(NamespaceTcpService):
     """A TCP service in a namespace that reads and counts, and says when N bytes came."""
 
     def __init__(self, namespace: Namespace, port: int) -> None:
-        self.namespace, self.port = namespace, port
+        super().__init__(namespace, port, host="0.0.0.0")
         self.received = 0
         self.goal = 0
         self.done = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.create_task(self._drain(reader, writer))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-
-        self._server = await asyncio.start_server(
-            accept, sock=self.namespace.socket_listening("0.0.0.0", self.port)
-        )
-
-    async def _drain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(1024 * 1024):
                 self.received += len(data)
@@ -94,13 +83,6 @@ class Sink:
     def expect(self, size: int) -> None:
         self.received, self.goal = 0, size
         self.done.clear()
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
 async def send_through(namespace: Namespace, host: str, port: int, sink: Sink, size: int) -> float:

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import yaml
 
@@ -146,27 +146,51 @@ async def start_forward(
     return forward, int(match.group(1))
 
 
-class EchoService:
-    """A TCP echo service inside a namespace on 127.0.0.1:port, run by the test's event loop."""
+class NamespaceTcpService:
+    """A TCP service inside a namespace, run by the caller's event loop: one task per connection.
 
-    def __init__(self, namespace: Namespace, port: int) -> None:
+    Subclasses say what to do with a connection in ``_serve``; ``stop`` cancels the ones still open.
+    """
+
+    def __init__(self, namespace: Namespace, port: int, host: str = "127.0.0.1") -> None:
         self.namespace = namespace
         self.port = port
+        self.host = host
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
-    async def __aenter__(self) -> "EchoService":
+    async def start(self) -> None:
         def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.create_task(self._echo(reader, writer))
+            task = asyncio.create_task(self._serve(reader, writer))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
         self._server = await asyncio.start_server(
-            accept, sock=self.namespace.socket_listening("127.0.0.1", self.port)
+            accept, sock=self.namespace.socket_listening(self.host, self.port)
         )
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
         return self
 
-    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class EchoService(NamespaceTcpService):
+    """A TCP echo service inside a namespace on 127.0.0.1:port."""
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -175,13 +199,6 @@ class EchoService:
             pass
         finally:
             writer.close()
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
 async def echo_round_trip(namespace: Namespace, port: int, size: int) -> bool:

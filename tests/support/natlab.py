@@ -78,37 +78,13 @@ def build_nat_lab(lab: Lab) -> NatLab:
         router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
         wan, lan = f"{router_name}w", f"{router_name}l"
         for rule in (
-            ["-P", "FORWARD", "DROP"],
-            ["-A", "FORWARD", "-i", lan, "-o", wan, "-j", "ACCEPT"],
-            [
-                "-A",
-                "FORWARD",
-                "-i",
-                wan,
-                "-o",
-                lan,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ],
-            [
-                "-A",
-                "INPUT",
-                "-i",
-                wan,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ],
-            ["-A", "INPUT", "-i", wan, "-j", "DROP"],
+            "-P FORWARD DROP",
+            f"-A FORWARD -i {lan} -o {wan} -j ACCEPT",
+            f"-A FORWARD -i {wan} -o {lan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            f"-A INPUT -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            f"-A INPUT -i {wan} -j DROP",
         ):
-            router.run("iptables", *rule)
+            router.run("iptables", *rule.split())
         routers[router_name] = router
         hosts.append(host)
     nat = NatLab(inet, hosts[0], hosts[1], routers)
