@@ -4,7 +4,8 @@
 
 is "" when every variable named ``homelab_server_*`` is one the role's
 meta/argument_specs.yml documents, and otherwise one sentence naming the first unknown one
-and the nearest known name.
+and the nearest known name. Names with a double underscore (``signaling_aws__caller``) are
+a role's own facts and registered results, never set from outside, so they are not checked.
 """
 
 import difflib
@@ -16,9 +17,16 @@ import yaml
 def unknown_role_variables(variables, role, role_path):
     spec_file = os.path.join(role_path, "meta", "argument_specs.yml")
     with open(spec_file) as spec:
-        known = set(yaml.safe_load(spec)["argument_specs"]["main"]["options"])
+        entry_points = yaml.safe_load(spec)["argument_specs"].values()
+    # Any entry point's variable is known: tasks_from=update_code takes some main does not.
+    known = {name for entry in entry_points for name in entry.get("options", {})}
     prefix = role + "_"
-    unknown = sorted(name for name in variables if name.startswith(prefix) and name not in known)
+    private = prefix + "_"
+    unknown = sorted(
+        name
+        for name in variables
+        if name.startswith(prefix) and not name.startswith(private) and name not in known
+    )
     if not unknown:
         return ""
     nearest = difflib.get_close_matches(unknown[0], sorted(known), n=1)

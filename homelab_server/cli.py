@@ -15,11 +15,13 @@ from homelab_server import commands
 from homelab_server.client import ClientOptions
 from homelab_server.clientconfig import add_connection_options, client_options
 from homelab_server.config import ConfigError
+from homelab_server.echo import echo
 from homelab_server.logs import configure_logging
 from signaling_lambda.tokens import (
     ROLES,
     SecretError,
     TokenError,
+    check_secret,
     issue_token,
     load_secret_file,
     parse_ttl,
@@ -58,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="30d",
         help="lifetime: seconds, or a number with s/m/h/d (default: 30d)",
     )
-    issue.add_argument("--secret-file", type=Path, required=True, help="the signing secret")
+    _add_secret_options(issue)
     issue.set_defaults(run=_issue)
     verify = token_commands.add_parser(
         "verify",
         help="check a token (from stdin or --token-file) against the secret",
         description="Check a token against the secret: its claims as JSON, or exit 1 saying why.",
     )
-    verify.add_argument("--secret-file", type=Path, required=True, help="the signing secret")
+    _add_secret_options(verify)
     verify.add_argument("--token-file", type=Path, help="read the token here instead of stdin")
     verify.add_argument("--role", choices=ROLES, help="the role it must have")
     verify.add_argument("--name", help="the name it must have")
@@ -117,7 +119,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--fail", action="store_true", help="exit 22 when the status is 400 or more")
     fetch.set_defaults(run=_fetch)
+
+    echo_parser = commands.add_parser(
+        "echo",
+        help="send a message to yourself through signaling (the guide's manual test)",
+        description="Connect to signaling with the token, send a message to `me` and wait for "
+        "it to come back. Exit status 0 when it does, 3 when signaling cannot be reached, 1 "
+        "when it answers wrongly.",
+    )
+    add_connection_options(echo_parser)
+    echo_parser.add_argument("-v", "--verbose", action="count", default=0, help="-v for detail")
+    echo_parser.set_defaults(run=_echo)
     return parser
+
+
+def _add_secret_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--secret-file", type=Path, help="the signing secret, in a file")
+    source.add_argument(
+        "--secret-env",
+        metavar="NAME",
+        help="the signing secret, in this environment variable (keeps it off the disk)",
+    )
+
+
+def _load_secret(args: argparse.Namespace) -> bytes:
+    if args.secret_file is not None:
+        return load_secret_file(args.secret_file)
+    value = os.environ.get(args.secret_env, "").strip()
+    if not value:
+        raise SecretError(f"the environment variable {args.secret_env} is not set or empty")
+    return check_secret(value.encode(), f"the environment variable {args.secret_env}")
 
 
 def commands_parser(
@@ -191,13 +223,17 @@ def _fetch(args: argparse.Namespace) -> int:
     return _client_command(args, lambda options: commands.fetch(options, args.service, request))
 
 
+def _echo(args: argparse.Namespace) -> int:
+    return _client_command(args, echo)
+
+
 def _pipe(args: argparse.Namespace) -> int:
     return _client_command(args, lambda options: commands.pipe(options, args.service))
 
 
 def _issue(args: argparse.Namespace) -> int:
     try:
-        secret = load_secret_file(args.secret_file)
+        secret = _load_secret(args)
         print(issue_token(secret, args.role, args.name, args.ttl))
     except (SecretError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -207,7 +243,7 @@ def _issue(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     try:
-        secret = load_secret_file(args.secret_file)
+        secret = _load_secret(args)
         text = args.token_file.read_text() if args.token_file else sys.stdin.read()
         claims = verify_token(secret, text.strip(), now=time.time() + args.min_ttl)
     except (SecretError, TokenError, OSError) as exc:

@@ -21,8 +21,8 @@ NOT_IN_ZIP = {"package.py"}
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
-def handler_sources() -> list[Path]:
-    return sorted(p for p in PACKAGE_DIR.glob("*.py") if p.name not in NOT_IN_ZIP)
+def handler_sources(package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    return sorted(p for p in package_dir.glob("*.py") if p.name not in NOT_IN_ZIP)
 
 
 def build_zip_bytes(sources: list[Path] | None = None) -> bytes:
@@ -44,8 +44,21 @@ def code_sha256(zip_bytes: bytes) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the signaling Lambda zip.")
     parser.add_argument("--out", type=Path, default=Path("dist/signaling_lambda.zip"))
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=PACKAGE_DIR,
+        help="the signaling_lambda directory to zip (default: this one)",
+    )
     args = parser.parse_args(argv)
-    data = build_zip_bytes()
+    sources = handler_sources(args.source)
+    if not (args.source / "handler.py").is_file():
+        print(
+            f"{args.source} holds no handler.py: it is not a signaling_lambda directory",
+            file=sys.stderr,
+        )
+        return 2
+    data = build_zip_bytes(sources)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)
     sha256 = hashlib.sha256(data).hexdigest()

@@ -261,7 +261,9 @@ class LambdaEnvRegistry:
 
     def _wait_until_updated(self) -> None:
         try:
-            self._client.get_waiter("function_updated_v2").wait(
+            # function_updated polls GetFunctionConfiguration, which the function's role may
+            # call already (function_updated_v2 would need GetFunction as well).
+            self._client.get_waiter("function_updated").wait(
                 FunctionName=self._function, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
             )
         except (ClientError, BotoCoreError) as exc:

@@ -5,6 +5,7 @@ import pytest
 
 from tests.support.gateway import GatewayProcess
 from tests.support.integration import StartGateway
+from tests.support.moto_server import MotoServer
 
 
 @pytest.fixture
@@ -28,3 +29,18 @@ def start_gateway(tmp_path: Path, secret_file: Path) -> Iterator[StartGateway]:
 @pytest.fixture
 def gateway(start_gateway: StartGateway) -> GatewayProcess:
     return start_gateway()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto_server for the session (it takes seconds to start); see ``aws``."""
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer) -> MotoServer:
+    """moto_server with every resource of earlier tests forgotten."""
+    moto_server.reset()
+    return moto_server

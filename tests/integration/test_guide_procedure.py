@@ -1,11 +1,15 @@
 """The troubleshooting guide's testing procedure, against a gateway started as users start it."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.support import token
 from tests.support.gateway import GatewayProcess
 from tests.support.ws import identify, open_ws, recv_json, request, send_json
 
+CLI = Path(sys.executable).with_name("homelab-p2p")
 GUIDE_MESSAGE = "The target (homelab_server) is not currently connected"
 OFFER = {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}
 ANSWER = {"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n"}
@@ -150,3 +154,29 @@ async def test_ping_answers_pong(gateway: GatewayProcess) -> None:
     async with await open_ws(gateway.url, token()) as ws:
         my_id = await identify(ws)
         assert await request(ws, {"action": "ping"}) == {"action": "pong", "connectionId": my_id}
+
+
+def test_homelab_p2p_echo_does_the_manual_test_in_one_command(gateway: GatewayProcess) -> None:
+    """Exit 0 with the round trip, 3 when unreachable, 1 when signaling refuses."""
+
+    def echo(url: str, client_token: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(CLI), "echo", "--signaling-url", url, "--token", client_token]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+    ok = echo(gateway.url, token())
+    assert ok.returncode == 0, ok.stderr
+    assert re.fullmatch(
+        rf"Echo from {re.escape(gateway.url)}: connected in \d+ ms, round trip \d+ ms, "
+        r"connection id \S+=\n",
+        ok.stdout,
+    )
+    gateway.wait_for_log(r"\[DEBUG\] RouteKey: sendSignal")
+
+    unreachable = echo("ws://127.0.0.1:9/prod", token())
+    assert unreachable.returncode == 3
+    assert "WebSocket connection failed: cannot reach ws://127.0.0.1:9/prod" in unreachable.stderr
+
+    refused = echo(gateway.url, "hp1.forged.token")
+    assert refused.returncode == 1
+    assert "refused the token (HTTP 401)" in refused.stderr
+    assert "Traceback" not in ok.stderr + unreachable.stderr + refused.stderr

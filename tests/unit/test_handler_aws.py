@@ -425,9 +425,8 @@ def test_lambda_env_write_retries_when_the_revision_changed() -> None:
     stubber.add_response(
         "update_function_configuration", configuration("r3", "HOME="), expected_update
     )
-    stubber.add_response(
-        "get_function", {"Configuration": configuration("r3", "HOME=")}
-    )  # the waiter
+    # The waiter polls GetFunctionConfiguration, which the function's policy allows.
+    stubber.add_response("get_function_configuration", configuration("r3", "HOME="))
     with stubber:
         LambdaEnvRegistry(client, FUNCTION, sleep=lambda _: None).register("laptop", "HOME=")
         stubber.assert_no_pending_responses()

@@ -106,3 +106,36 @@ def test_verify_checks_the_signature_the_claims_and_the_time_left(
     assert "the token's role is 'homelab', not 'client'" in verify("--role", "client").stderr
     assert "the token's name is 'laptop', not 'nas'" in verify("--name", "nas").stderr
     assert verify(text="hp1.forged.token").returncode == 1
+
+
+def test_the_secret_can_come_from_an_environment_variable(secret_file: Path) -> None:
+    """How Ansible passes a vault secret: in the environment, never on disk or in argv."""
+    secret = secret_file.read_text().strip()
+    issue = ["token", "issue", "--role", "client", "--name", "alice"]
+    issued = subprocess.run(
+        [str(CLI), *issue, "--secret-env", "SIGNING_SECRET"],
+        env={"SIGNING_SECRET": secret},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert issued.returncode == 0, issued.stderr
+    assert verify_token(load_secret_file(secret_file), issued.stdout.strip()).name == "alice"
+
+    for environment, message in [
+        ({}, "the environment variable SIGNING_SECRET is not set or empty"),
+        ({"SIGNING_SECRET": "short"}, "the environment variable SIGNING_SECRET holds 5 bytes"),
+    ]:
+        refused = subprocess.run(
+            [str(CLI), "token", "verify", "--secret-env", "SIGNING_SECRET"],
+            input=issued.stdout,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert refused.returncode == 1
+        assert message in refused.stderr
+        assert "Traceback" not in refused.stderr

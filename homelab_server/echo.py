@@ -1,0 +1,60 @@
+"""``homelab-p2p echo``: the troubleshooting guide's manual WebSocket test, automated.
+
+Connects with the token, sends ``{"action":"sendSignal","to":"me","data":...}`` and waits
+for the same message back, then asks for its connection id (``identify``). It needs no
+homelab, so it tells "signaling works" apart from everything after it. ``update-lambda.yml``
+runs it as the smoke test after new code is live.
+"""
+
+import secrets
+import sys
+import time
+from typing import Any
+
+from homelab_server.client import ClientOptions
+from homelab_server.signaling import Link, SignalingError, SignalingUnreachable
+
+UNREACHABLE = 3
+"""Exit status when the service could not be reached at all (as opposed to answering wrong)."""
+
+
+async def _ignore(*_: Any) -> None:
+    return None
+
+
+async def echo(options: ClientOptions) -> int:
+    nonce = f"echo-{secrets.token_hex(4)}"
+    started = time.monotonic()
+    try:
+        link = await Link.open(options.signaling_url, options.token, _ignore, _ignore)
+    except SignalingUnreachable as exc:
+        print(f"homelab-p2p: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    except SignalingError as exc:
+        print(f"homelab-p2p: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sent = time.monotonic()
+        await link.request(
+            {"action": "sendSignal", "to": "me", "data": nonce},
+            lambda m: m.get("action") == "sendSignal" and m.get("data") == nonce,
+            within=options.timeout,
+        )
+        round_trip = time.monotonic() - sent
+        identity = await link.request(
+            {"action": "sendSignal", "to": "me", "data": "identify"},
+            lambda m: m.get("action") == "connected",
+            within=options.timeout,
+        )
+    except SignalingError as exc:
+        print(
+            f"homelab-p2p: the echo through {options.signaling_url} failed: {exc}", file=sys.stderr
+        )
+        return 1
+    finally:
+        await link.close()
+    print(
+        f"Echo from {options.signaling_url}: connected in {(sent - started) * 1000:.0f} ms, "
+        f"round trip {round_trip * 1000:.0f} ms, connection id {identity.get('data')}"
+    )
+    return 0

@@ -1,0 +1,61 @@
+"""homelab_server issues the homelab's token from a secret given as a value (a vault
+variable, or what signaling_aws publishes): through the command's environment only."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from signaling_lambda.tokens import verify_token
+from tests.support import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: homelab_server
+        tasks_from: token.yml
+"""
+
+
+def run_token_tasks(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    playbook = tmp_path / "token.yml"
+    playbook.write_text(PLAY)
+    variables = {
+        "homelab_p2p_signaling_secret": SECRET.decode(),
+        "homelab_server_config_dir": str(tmp_path),
+        "homelab_server_user": os.environ.get("USER") or "root",
+        "homelab_server_service_state": "stopped",  # no daemon to restart here
+        "bridge_package_controller_python": sys.executable,
+        "ansible_python_interpreter": sys.executable,
+    }
+    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(playbook)]
+    for key, value in variables.items():
+        argv += ["-e", f"{key}={value}"]
+    return subprocess.run(
+        argv,
+        cwd=ROOT,
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_published_secret_value_issues_the_token_and_a_rerun_keeps_it(tmp_path: Path) -> None:
+    first = run_token_tasks(tmp_path)
+    assert first.returncode == 0, first.stdout
+    assert SECRET.decode() not in first.stdout
+    token = (tmp_path / "token").read_text().strip()
+    claims = verify_token(SECRET, token)
+    assert (claims.role, claims.name) == ("homelab", "laptop")
+    assert oct((tmp_path / "token").stat().st_mode & 0o777) == "0o600"
+
+    second = run_token_tasks(tmp_path)
+    assert second.returncode == 0, second.stdout
+    assert "changed=0" in second.stdout
+    assert (tmp_path / "token").read_text().strip() == token

@@ -1,0 +1,185 @@
+"""``site.yml`` with ``signaling_backend=aws``, update-lambda.yml and teardown-aws.yml on moto.
+
+The playbooks run as an operator runs them (``ansible-playbook -i inventory/example``),
+pointed at a moto_server on loopback; boto3 then reads back every resource and setting.
+"""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signaling_lambda.package import build_zip_bytes, code_sha256, handler_sources
+from signaling_lambda.tokens import verify_token
+from tests.support.aws import ACCOUNT, FUNCTION, NAME, REGION, ROUTES, AwsDeployment
+from tests.support.moto_server import MotoServer
+
+pytestmark = pytest.mark.slow
+
+TABLE = f"{NAME}-registry"
+API = f"{NAME}-signaling"
+
+
+@pytest.fixture
+def deployment(aws: MotoServer, tmp_path: Path) -> AwsDeployment:
+    return AwsDeployment(aws, tmp_path / "credentials")
+
+
+def only_api(deployment: AwsDeployment) -> dict[str, Any]:
+    apis = deployment.client("apigatewayv2").get_apis()["Items"]
+    assert [api["Name"] for api in apis] == [API]
+    return dict(apis[0])
+
+
+def statements(policy_document: Any) -> dict[str, dict[str, Any]]:
+    document = json.loads(policy_document) if isinstance(policy_document, str) else policy_document
+    return {statement["Sid"]: statement for statement in document["Statement"]}
+
+
+def test_site_yml_deploys_converges_and_check_mode_stays_clean(
+    deployment: AwsDeployment,
+) -> None:
+    first = deployment.deploy().assert_ok()
+    assert first.changed > 0
+    assert deployment.deploy().assert_ok().changed == 0
+    assert deployment.deploy("--check").assert_ok().changed == 0
+
+    api = only_api(deployment)
+    api_id = api["ApiId"]
+    url = f"wss://{api_id}.execute-api.{REGION}.amazonaws.com/prod"
+    assert f"Signaling serves {url}" in first.output
+    gateway = deployment.client("apigatewayv2")
+    assert api["ProtocolType"] == "WEBSOCKET"
+    assert api["RouteSelectionExpression"] == "$request.body.action"
+    assert api["Tags"]["project"] == "homelab-p2p-bridge"
+
+    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+    [integration] = gateway.get_integrations(ApiId=api_id)["Items"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["IntegrationUri"] == (
+        f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+    )
+    routes = gateway.get_routes(ApiId=api_id)["Items"]
+    assert {route["RouteKey"] for route in routes} == ROUTES
+    assert {route["Target"] for route in routes} == {f"integrations/{integration['IntegrationId']}"}
+    [stage] = gateway.get_stages(ApiId=api_id)["Items"]
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("prod", True)
+
+    lambda_ = deployment.client("lambda")
+    config = lambda_.get_function_configuration(FunctionName=FUNCTION)
+    assert config["Runtime"] == "python3.12"
+    assert config["Handler"] == "signaling_lambda.handler.lambda_handler"
+    assert (config["Timeout"], config["MemorySize"]) == (30, 256)
+    assert config["CodeSha256"] == code_sha256(build_zip_bytes())
+    assert config["Environment"]["Variables"] == {
+        "REGISTRY_BACKEND": "dynamodb",
+        "REGISTRY_TABLE": TABLE,
+        "REGISTRY_TTL_SECONDS": "7800",
+        "SIGNALING_SECRET": deployment.secret(),
+        "LOG_LEVEL": "DEBUG",
+    }
+    assert deployment.secret() not in first.output  # no_log held
+
+    [permission] = statements(lambda_.get_policy(FunctionName=FUNCTION)["Policy"]).values()
+    assert permission["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert permission["Action"] == "lambda:InvokeFunction"
+    source = permission["Condition"]["ArnLike"]["AWS:SourceArn"]
+    assert source == f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*"
+
+    iam = deployment.client("iam")
+    role = iam.get_role(RoleName=FUNCTION)["Role"]
+    assert config["Role"] == role["Arn"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert iam.list_role_policies(RoleName=FUNCTION)["PolicyNames"] == [FUNCTION]
+    assert iam.list_attached_role_policies(RoleName=FUNCTION)["AttachedPolicies"] == []
+    policy = statements(
+        iam.get_role_policy(RoleName=FUNCTION, PolicyName=FUNCTION)["PolicyDocument"]
+    )
+    assert set(policy) == {"ManageConnectionsOfThisApi", "WriteItsOwnLogs", "RegistryTable"}
+    assert policy["ManageConnectionsOfThisApi"]["Resource"] == (
+        f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/prod/*/@connections/*"
+    )
+    assert policy["WriteItsOwnLogs"]["Resource"] == (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{FUNCTION}:*"
+    )
+    assert policy["RegistryTable"]["Resource"] == (
+        f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"
+    )
+    assert sorted(policy["RegistryTable"]["Action"]) == [
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    ]
+
+    dynamodb = deployment.client("dynamodb")
+    table = dynamodb.describe_table(TableName=TABLE)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "name", "KeyType": "HASH"}]
+    ttl = dynamodb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expiresAt")
+
+    [group] = deployment.client("logs").describe_log_groups()["logGroups"]
+    assert (group["logGroupName"], group["retentionInDays"]) == (f"/aws/lambda/{FUNCTION}", 30)
+
+    client_token = (deployment.credentials_dir / "client.token").read_text().strip()
+    assert verify_token(deployment.secret().encode(), client_token).role == "client"
+
+
+def test_update_lambda_publishes_changed_code_waits_and_keeps_the_configuration(
+    deployment: AwsDeployment, tmp_path: Path
+) -> None:
+    deployment.deploy().assert_ok()
+    lambda_ = deployment.client("lambda")
+    before = lambda_.get_function_configuration(FunctionName=FUNCTION)
+
+    unchanged = deployment.playbook("playbooks/update-lambda.yml").assert_ok()
+    assert unchanged.changed == 0
+    assert f"{FUNCTION} already runs this code" in unchanged.output
+
+    source = tmp_path / "source"
+    (source / "signaling_lambda").mkdir(parents=True)
+    for path in handler_sources():
+        shutil.copy(path, source / "signaling_lambda" / path.name)
+    handler = source / "signaling_lambda" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# a change of code\n")
+    new_sha = code_sha256(build_zip_bytes(handler_sources(source / "signaling_lambda")))
+    assert new_sha != before["CodeSha256"]
+
+    updated = deployment.playbook(
+        "playbooks/update-lambda.yml", signaling_aws_source_dir=str(source)
+    ).assert_ok()
+    assert updated.changed == 1
+    after = lambda_.get_function_configuration(FunctionName=FUNCTION)
+    assert after["CodeSha256"] == new_sha
+    assert after["LastUpdateStatus"] == "Successful"
+    versions = [
+        v["Version"] for v in lambda_.list_versions_by_function(FunctionName=FUNCTION)["Versions"]
+    ]
+    assert f"Published version {max(v for v in versions if v != '$LATEST')} of {FUNCTION}" in (
+        updated.output
+    )
+    for key in ("Timeout", "MemorySize", "Environment", "Role", "Handler", "Runtime"):
+        assert after[key] == before[key], key
+
+    again = deployment.playbook("playbooks/update-lambda.yml", signaling_aws_source_dir=str(source))
+    assert again.assert_ok().changed == 0
+    assert len(lambda_.list_versions_by_function(FunctionName=FUNCTION)["Versions"]) == len(
+        versions
+    )
+
+
+def test_teardown_removes_everything_and_a_second_teardown_changes_nothing(
+    deployment: AwsDeployment,
+) -> None:
+    deployment.deploy().assert_ok()
+    assert deployment.playbook("playbooks/teardown-aws.yml").assert_ok().changed > 0
+    assert deployment.playbook("playbooks/teardown-aws.yml").assert_ok().changed == 0
+
+    assert deployment.client("lambda").list_functions()["Functions"] == []
+    assert deployment.client("apigatewayv2").get_apis()["Items"] == []
+    assert deployment.client("dynamodb").list_tables()["TableNames"] == []
+    assert deployment.client("iam").list_roles()["Roles"] == []
+    assert deployment.client("logs").describe_log_groups()["logGroups"] == []

@@ -1,0 +1,487 @@
+"""homelab_p2p_websocket_api, the project's API Gateway WebSocket module, against moto_server.
+
+The module runs as Ansible runs it (a JSON file of arguments, JSON on stdout), through a small
+proxy that records every request, so "no write call" is something a test can see. Every outcome
+is read back from moto with boto3, not taken from the module's word.
+"""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+
+from tests.support.moto_server import MotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "roles/signaling_aws/library/homelab_p2p_websocket_api.py"
+NAME = "homelab-p2p-signaling"
+LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:signal-fn"
+ROUTES = ["$connect", "$disconnect", "$default", "sendSignal"]
+TAGS = {"project": "homelab-p2p-bridge", "owner": "ops"}
+ENVIRONMENT = {
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def invocation_uri(lambda_arn: str) -> str:
+    return f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{lambda_arn}/invocations"
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class RecordingProxy:
+    """Forwards requests to moto and remembers them; answers those in ``canned`` itself."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream).netloc
+        self.requests: list[tuple[str, str]] = []
+        # (method, path) -> answer: AWS errors, and the calls moto does not implement.
+        self.canned: dict[tuple[str, str], Answer] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_request(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests.append((self.command, self.path))
+                if (self.command, self.path) in proxy.canned:
+                    self.answer(*proxy.canned[self.command, self.path])
+                    return
+                connection = http.client.HTTPConnection(proxy.upstream, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                connection.request(self.command, self.path, body, headers)
+                answer = connection.getresponse()
+                content = answer.read()
+                connection.close()
+                passed = {k: v for k, v in answer.getheaders() if k.lower() == "content-type"}
+                self.answer(answer.status, passed, content)
+
+            def answer(self, status: int, headers: dict[str, str], content: bytes) -> None:
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(content))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_request
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [request for request in self.requests if request[0] in WRITE_METHODS]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+DENIED = json.dumps(
+    {
+        "message": "User: arn:aws:iam::123456789012:user/deployer is not authorized to perform: "
+        "apigateway:POST on resource: arn:aws:apigateway:us-east-1::/apis"
+    }
+).encode()
+
+
+@pytest.fixture
+def proxy(aws: MotoServer) -> Iterator[RecordingProxy]:
+    recording = RecordingProxy(aws.url)
+    yield recording
+    recording.close()
+
+
+@pytest.fixture
+def apigw(aws: MotoServer) -> Any:
+    """A boto3 apigatewayv2 client straight to moto, to check what the module did."""
+    return boto3.client(
+        "apigatewayv2",
+        endpoint_url=aws.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+class Module:
+    """Runs the module in a subprocess, the way ansible-test units runs one directly."""
+
+    def __init__(self, tmp_path: Path, proxy: RecordingProxy) -> None:
+        self.tmp_path = tmp_path
+        self.proxy = proxy
+
+    def __call__(self, check: bool = False, diff: bool = False, **args: Any) -> dict[str, Any]:
+        arguments = {
+            "endpoint_url": self.proxy.url,
+            "region": "us-east-1",
+            "access_key": "testing",
+            "secret_key": "testing",
+            "name": NAME,
+            **args,
+            "_ansible_check_mode": check,
+            "_ansible_diff": diff,
+        }
+        path = self.tmp_path / "args.json"
+        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": arguments}))
+        self.proxy.requests.clear()
+        result = subprocess.run(
+            [sys.executable, str(MODULE), str(path)],
+            capture_output=True,
+            text=True,
+            env=ENVIRONMENT,
+            timeout=60,
+            check=False,
+        )
+        assert result.stdout, result.stderr
+        output: dict[str, Any] = json.loads(result.stdout)
+        return output
+
+    def present(self, **args: Any) -> dict[str, Any]:
+        """The module with the arguments of a converged signaling API, overridden by args."""
+        return self(**{"lambda_arn": LAMBDA, "routes": ROUTES, "tags": TAGS, **args})
+
+
+@pytest.fixture
+def module(tmp_path: Path, proxy: RecordingProxy) -> Module:
+    return Module(tmp_path, proxy)
+
+
+def succeeded(result: dict[str, Any]) -> dict[str, Any]:
+    assert not result.get("failed"), result.get("msg")
+    return result
+
+
+def only_api(apigw: Any) -> dict[str, Any]:
+    apis = apigw.get_apis()["Items"]
+    assert len(apis) == 1, apis
+    api: dict[str, Any] = apis[0]
+    return api
+
+
+def routes_of(apigw: Any, api_id: str) -> dict[str, dict[str, Any]]:
+    return {route["RouteKey"]: route for route in apigw.get_routes(ApiId=api_id)["Items"]}
+
+
+def integrations_of(apigw: Any, api_id: str) -> list[dict[str, Any]]:
+    integrations: list[dict[str, Any]] = apigw.get_integrations(ApiId=api_id)["Items"]
+    return integrations
+
+
+def test_create_builds_api_integration_routes_stage_and_tags(module: Module, apigw: Any) -> None:
+    result = succeeded(module.present(description="WebRTC signaling"))
+
+    assert result["changed"] is True
+    api = only_api(apigw)
+    api_id = api["ApiId"]
+    assert api["Name"] == NAME
+    assert api["ProtocolType"] == "WEBSOCKET"
+    assert api["Description"] == "WebRTC signaling"
+    assert api["RouteSelectionExpression"] == "$request.body.action"
+    [integration] = integrations_of(apigw, api_id)
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["IntegrationMethod"] == "POST"
+    assert integration["IntegrationUri"] == invocation_uri(LAMBDA)
+    routes = routes_of(apigw, api_id)
+    assert sorted(routes) == sorted(ROUTES)
+    target = f"integrations/{integration['IntegrationId']}"
+    assert {key: route["Target"] for key, route in routes.items()} == dict.fromkeys(ROUTES, target)
+    [stage] = apigw.get_stages(ApiId=api_id)["Items"]
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("prod", True)
+    tags_arn = f"arn:aws:apigateway:us-east-1::/apis/{api_id}"
+    assert apigw.get_tags(ResourceArn=tags_arn)["Tags"] == TAGS
+
+    assert result["api_id"] == api_id
+    assert result["api_endpoint"] == api["ApiEndpoint"]
+    assert result["url"] == f"wss://{api_id}.execute-api.us-east-1.amazonaws.com/prod"
+    assert result["integration_id"] == integration["IntegrationId"]
+    assert result["route_ids"] == {key: route["RouteId"] for key, route in routes.items()}
+    assert result["stage"] == "prod"
+
+
+def test_the_same_arguments_again_change_nothing(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    first = succeeded(module.present(description="WebRTC signaling"))
+
+    second = succeeded(module.present(description="WebRTC signaling"))
+
+    assert second["changed"] is False
+    assert proxy.writes() == []
+    assert proxy.requests, "the second run did not ask moto anything"
+    for key in ("api_id", "api_endpoint", "url", "integration_id", "route_ids", "stage"):
+        assert second[key] == first[key], key
+    assert len(apigw.get_apis()["Items"]) == 1
+
+
+def test_description_and_route_selection_change_in_place(module: Module, apigw: Any) -> None:
+    first = succeeded(module.present(description="WebRTC signaling"))
+
+    result = succeeded(
+        module.present(description="Signaling v2", route_selection_expression="$request.body.op")
+    )
+
+    assert result["changed"] is True
+    api = only_api(apigw)
+    assert api["ApiId"] == first["api_id"]
+    assert (api["Description"], api["RouteSelectionExpression"]) == (
+        "Signaling v2",
+        "$request.body.op",
+    )
+    # Without a description the module leaves the one there alone.
+    unchanged = module.present(route_selection_expression="$request.body.op")
+    assert succeeded(unchanged)["changed"] is False
+    assert only_api(apigw)["Description"] == "Signaling v2"
+
+
+def test_a_route_added_and_one_removed(module: Module, apigw: Any) -> None:
+    first = succeeded(module.present())
+    wanted = ["$connect", "$disconnect", "sendSignal", "register"]
+
+    result = succeeded(module.present(routes=wanted))
+
+    assert result["changed"] is True
+    routes = routes_of(apigw, first["api_id"])
+    assert sorted(routes) == sorted(wanted)
+    assert routes["register"]["Target"] == f"integrations/{first['integration_id']}"
+    for kept in ("$connect", "$disconnect", "sendSignal"):
+        assert routes[kept]["RouteId"] == first["route_ids"][kept]
+    assert result["route_ids"] == {key: route["RouteId"] for key, route in routes.items()}
+
+
+def test_without_purge_routes_an_unlisted_route_stays(module: Module, apigw: Any) -> None:
+    first = succeeded(module.present())
+
+    result = succeeded(module.present(routes=["$connect", "ping"], purge_routes=False))
+
+    assert result["changed"] is True
+    routes = routes_of(apigw, first["api_id"])
+    assert sorted(routes) == sorted([*ROUTES, "ping"])
+    assert set(result["route_ids"]) == set(routes)
+
+
+def test_a_route_pointing_elsewhere_is_retargeted(module: Module, apigw: Any) -> None:
+    first = succeeded(module.present())
+    api_id = first["api_id"]
+    other = apigw.create_integration(
+        ApiId=api_id, IntegrationType="MOCK", RequestTemplates={"200": "{}"}
+    )
+    apigw.update_route(
+        ApiId=api_id,
+        RouteId=first["route_ids"]["sendSignal"],
+        Target=f"integrations/{other['IntegrationId']}",
+    )
+
+    result = succeeded(module.present())
+
+    assert result["changed"] is True
+    assert routes_of(apigw, api_id)["sendSignal"]["Target"] == (
+        f"integrations/{first['integration_id']}"
+    )
+    # Another integration is not the module's business: it stays.
+    assert len(integrations_of(apigw, api_id)) == 2
+
+
+def test_a_new_lambda_arn_updates_the_integration_in_place(module: Module, apigw: Any) -> None:
+    first = succeeded(module.present())
+    new_arn = "arn:aws:lambda:us-east-1:123456789012:function:signal-fn-v2"
+
+    result = succeeded(module.present(lambda_arn=new_arn))
+
+    assert result["changed"] is True
+    [integration] = integrations_of(apigw, first["api_id"])
+    assert integration["IntegrationId"] == first["integration_id"]
+    assert integration["IntegrationUri"] == invocation_uri(new_arn)
+    assert result["route_ids"] == first["route_ids"]
+    assert succeeded(module.present(lambda_arn=new_arn))["changed"] is False
+
+
+def test_tags_are_changed_purged_or_kept(module: Module, apigw: Any) -> None:
+    api_id = succeeded(module.present())["api_id"]
+    arn = f"arn:aws:apigateway:us-east-1::/apis/{api_id}"
+
+    changed = succeeded(module.present(tags={"project": "renamed"}))
+    assert changed["changed"] is True
+    assert apigw.get_tags(ResourceArn=arn)["Tags"] == {"project": "renamed"}
+
+    kept = succeeded(module.present(tags={"tier": "signaling"}, purge_tags=False))
+    assert kept["changed"] is True
+    assert apigw.get_tags(ResourceArn=arn)["Tags"] == {"project": "renamed", "tier": "signaling"}
+
+    untouched = succeeded(module.present(tags=None))
+    assert untouched["changed"] is False
+    assert apigw.get_tags(ResourceArn=arn)["Tags"] == {"project": "renamed", "tier": "signaling"}
+
+
+def test_check_mode_on_an_empty_account_creates_nothing(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    result = succeeded(module.present(check=True))
+
+    assert result["changed"] is True
+    assert result["api_id"] is None
+    assert result["url"] is None
+    assert proxy.writes() == []
+    assert apigw.get_apis()["Items"] == []
+
+
+def test_check_mode_reports_without_changing_a_converged_api(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    first = succeeded(module.present())
+
+    assert succeeded(module.present(check=True))["changed"] is False
+
+    planned = succeeded(module.present(check=True, routes=["$connect"], tags={"a": "b"}))
+    assert planned["changed"] is True
+    assert proxy.writes() == []
+    assert sorted(routes_of(apigw, first["api_id"])) == sorted(ROUTES)
+    assert only_api(apigw)["Tags"] == TAGS
+
+
+def test_diff_mode_shows_before_and_after(module: Module) -> None:
+    created = succeeded(module.present(diff=True, description="WebRTC signaling"))
+    converged = {
+        "description": "WebRTC signaling",
+        "route_selection_expression": "$request.body.action",
+        "integration": invocation_uri(LAMBDA),
+        "routes": sorted(ROUTES),
+        "stage": {"name": "prod", "auto_deploy": True},
+        "tags": TAGS,
+    }
+    assert created["diff"] == {"before": {}, "after": converged}
+
+    planned = succeeded(
+        module.present(check=True, diff=True, routes=["$connect", "ping"], tags={"owner": "me"})
+    )
+
+    assert planned["diff"]["before"] == converged
+    assert planned["diff"]["after"] == {
+        **converged,
+        "routes": ["$connect", "ping"],
+        "tags": {"owner": "me"},
+    }
+
+
+def test_absent_deletes_the_api_once(module: Module, apigw: Any) -> None:
+    api_id = succeeded(module.present())["api_id"]
+
+    planned = succeeded(module(state="absent", check=True))
+    assert (planned["changed"], planned["api_id"]) == (True, api_id)
+    assert only_api(apigw)["ApiId"] == api_id
+
+    deleted = succeeded(module(state="absent", diff=True))
+    assert (deleted["changed"], deleted["api_id"]) == (True, api_id)
+    assert deleted["diff"]["after"] == {}
+    assert deleted["diff"]["before"]["routes"] == sorted(ROUTES)
+    assert apigw.get_apis()["Items"] == []
+
+    again = succeeded(module(state="absent"))
+    assert (again["changed"], again["api_id"]) == (False, None)
+
+
+def test_two_apis_of_the_same_name_fail_with_one_sentence(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    ids = sorted(
+        apigw.create_api(
+            Name=NAME,
+            ProtocolType="WEBSOCKET",
+            RouteSelectionExpression="$request.body.action",
+        )["ApiId"]
+        for _ in range(2)
+    )
+
+    result = module.present()
+
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"There are 2 WebSocket APIs named {NAME} ({ids[0]}, {ids[1]}); delete or rename all but "
+        "one so the name picks a single API, then run again"
+    )
+    assert proxy.writes() == []
+    assert len(apigw.get_apis()["Items"]) == 2
+
+
+def test_an_http_api_of_the_same_name_is_left_alone(module: Module, apigw: Any) -> None:
+    http_api = apigw.create_api(Name=NAME, ProtocolType="HTTP")["ApiId"]
+
+    result = succeeded(module.present())
+
+    assert result["api_id"] != http_api
+    protocols = {api["ApiId"]: api["ProtocolType"] for api in apigw.get_apis()["Items"]}
+    assert protocols == {http_api: "HTTP", result["api_id"]: "WEBSOCKET"}
+    assert succeeded(module(state="absent"))["api_id"] == result["api_id"]
+    assert [api["ApiId"] for api in apigw.get_apis()["Items"]] == [http_api]
+
+
+def test_access_denied_names_the_call_and_the_permission(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    proxy.canned["POST", "/v2/apis"] = (403, {"x-amzn-ErrorType": "AccessDeniedException"}, DENIED)
+
+    result = module.present()
+
+    assert result["failed"] is True
+    assert result["msg"].startswith(
+        "The deploying identity may not call API Gateway CreateApi; grant it apigateway:POST "
+        "on arn:aws:apigateway:us-east-1::/apis and run again: "
+    )
+    assert "AccessDeniedException" in result["msg"]
+    assert apigw.get_apis()["Items"] == []
+
+
+def test_a_qualified_lambda_arn_is_refused_before_any_call(
+    module: Module, proxy: RecordingProxy
+) -> None:
+    result = module.present(lambda_arn=f"{LAMBDA}:3")
+
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"lambda_arn {LAMBDA}:3 is not an unqualified Lambda function ARN; pass "
+        "arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME without a version or alias suffix"
+    )
+    assert proxy.requests == []
+
+
+def test_without_auto_deploy_a_change_is_deployed_and_a_rerun_is_not(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    api_id = apigw.create_api(
+        Name=NAME, ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )["ApiId"]
+    # moto has no CreateDeployment: the proxy answers it the way AWS does.
+    deployment = json.dumps({"deploymentId": "d1", "deploymentStatus": "DEPLOYED"}).encode()
+    deployments = ("POST", f"/v2/apis/{api_id}/deployments")
+    proxy.canned[deployments] = (201, {"Content-Type": "application/json"}, deployment)
+
+    result = succeeded(module.present(auto_deploy=False))
+
+    assert result["changed"] is True
+    assert proxy.writes()[-1] == deployments
+    [stage] = apigw.get_stages(ApiId=api_id)["Items"]
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("prod", False)
+    assert sorted(routes_of(apigw, api_id)) == sorted(ROUTES)
+
+    again = succeeded(module.present(auto_deploy=False))
+    assert again["changed"] is False
+    assert proxy.writes() == []
