@@ -41,6 +41,12 @@ def statements(policy_document: Any) -> dict[str, dict[str, Any]]:
 def test_site_yml_deploys_converges_and_check_mode_stays_clean(
     deployment: AwsDeployment,
 ) -> None:
+    preview = deployment.deploy("--check").assert_ok()
+    assert preview.changed > 0
+    assert "Signaling serves (nothing yet: check mode)" in preview.output
+    assert deployment.client("lambda").list_functions()["Functions"] == []
+    assert deployment.client("iam").list_roles()["Roles"] == []
+
     first = deployment.deploy().assert_ok()
     assert first.changed > 0
     assert deployment.deploy().assert_ok().changed == 0
@@ -126,6 +132,25 @@ def test_site_yml_deploys_converges_and_check_mode_stays_clean(
 
     client_token = (deployment.credentials_dir / "client.token").read_text().strip()
     assert verify_token(deployment.secret().encode(), client_token).role == "client"
+
+
+def test_a_secret_given_from_the_vault_is_deployed_and_none_is_generated(
+    deployment: AwsDeployment,
+) -> None:
+    secret = "vault-secret-0123456789-0123456789-abcdef"
+    run = deployment.deploy(signaling_aws_secret=secret).assert_ok()
+    assert secret not in run.output
+    config = deployment.client("lambda").get_function_configuration(FunctionName=FUNCTION)
+    assert config["Environment"]["Variables"]["SIGNALING_SECRET"] == secret
+    assert not (deployment.credentials_dir / "signaling-secret").exists()
+    client_token = (deployment.credentials_dir / "client.token").read_text().strip()
+    assert verify_token(secret.encode(), client_token).role == "client"
+
+    short = deployment.deploy(signaling_aws_secret="too-short")
+    assert short.returncode != 0
+    assert "signaling_aws_secret holds 9 characters, but a signing secret needs at least 32" in (
+        " ".join(short.output.split())
+    )
 
 
 def test_update_lambda_publishes_changed_code_waits_and_keeps_the_configuration(
