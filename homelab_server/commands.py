@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -150,6 +151,10 @@ async def fetch(
                 out.close()
             else:
                 out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as curl does, with its status 23.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 23
     except ClientError as exc:
         report(exc)
         return 1

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".demo"
@@ -156,9 +157,14 @@ def up() -> None:
     proxy = prove(address)
     token = TOKEN.relative_to(ROOT)
     flags = f"--signaling-url ws://{address}:8765/prod --token-file {token} --ice-server none"
+    # The fragment (after #) prefills the page's fields and never reaches a server.
+    fragment = urlencode({"url": f"ws://{address}:8765/prod", "token": TOKEN.read_text().strip()})
     print(f"""
   The homelab is the container {CONTAINER} ({address}); this machine is the laptop.
   Signaling: ws://{address}:8765/prod    client token: {token}
+
+  The browser demo page (connect, then Load shows the homelab's web service through WebRTC):
+      http://{address}:8765/#{fragment}
 
   SSH into it over WebRTC:
       ssh -i .demo/id_ed25519 -o ProxyCommand="{proxy}" root@{CONTAINER}

@@ -12,6 +12,8 @@ packages=(
   coturn
   openssh-server
   openssh-client
+  # browser tests: Debian's Chromium, headless (no browser downloads)
+  chromium
   # molecule and `make demo`: systemd containers under podman, built with debootstrap
   podman
   runc

@@ -22,7 +22,11 @@ from signaling_lambda.tokens import SecretError, load_secret_file
 
 log = logging.getLogger("signaling_lambda.gateway")
 PROG = "signaling-gateway"
-CHECKOUT_FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
+# An installed wheel carries frontend/ inside the package; a checkout has it at the top.
+FRONTEND_DIRS = (
+    Path(__file__).resolve().parent / "frontend",
+    Path(__file__).resolve().parents[2] / "frontend",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--static-dir",
         type=Path,
         default=None,
-        help="directory served at / to plain GET requests (default: the checkout's frontend/)",
+        help="directory served at / to plain GET requests (default: the bundled frontend/)",
     )
     parser.add_argument(
         "--log-level",
@@ -182,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
     static_dir = args.static_dir
-    if static_dir is None and (CHECKOUT_FRONTEND / "index.html").is_file():
-        static_dir = CHECKOUT_FRONTEND
+    if static_dir is None:
+        static_dir = next((d for d in FRONTEND_DIRS if (d / "index.html").is_file()), None)
     config = GatewayConfig(
         host=args.host,
         port=args.port,

@@ -1,46 +1,12 @@
 """http:// services: framed requests over a data channel (docs/data-channels.md), via `fetch`."""
 
 import asyncio
-import contextlib
-import gzip
 import random
-from collections.abc import AsyncIterator
-
-from aiohttp import web
 
 from tests.e2e.conftest import LanLab
 from tests.support.bridge import client_args
-from tests.support.netns import Namespace, venv_bin
-
-BIG = random.Random(1).randbytes(1024 * 1024)
-TEXT = ("all work and no play " * 2000).encode()
-
-
-@contextlib.asynccontextmanager
-async def web_app(namespace: Namespace, port: int) -> AsyncIterator[None]:
-    async def big(_: web.Request) -> web.Response:
-        return web.Response(body=BIG, content_type="application/octet-stream")
-
-    async def echo(request: web.Request) -> web.Response:
-        body = await request.read()
-        return web.Response(
-            body=body, headers={"X-Method": request.method, "X-Length": str(len(body))}
-        )
-
-    async def compressed(_: web.Request) -> web.Response:
-        return web.Response(body=gzip.compress(TEXT), headers={"Content-Encoding": "gzip"})
-
-    app = web.Application(client_max_size=8 * 1024 * 1024)
-    app.router.add_get("/big", big)
-    app.router.add_post("/echo", echo)
-    app.router.add_get("/text", compressed)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, namespace.socket_listening("127.0.0.1", port)).start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
+from tests.support.netns import venv_bin
+from tests.support.webapp import BIG, TEXT, web_app
 
 
 async def fetch(lan: LanLab, *args: str) -> tuple[int, str]:
@@ -88,3 +54,14 @@ async def test_an_unreachable_web_service_is_reported(lan: LanLab) -> None:
     assert code == 1
     assert "'web': service_unavailable: http://127.0.0.1:8099" in stderr
     await daemon.logged(r"\[WARNING\] Service 'web' \(http://127.0.0.1:8099\) failed a request")
+
+
+async def test_a_reader_that_goes_away_stops_fetch_quietly(lan: LanLab) -> None:
+    """`homelab-p2p fetch web /big | head -c 100`: no traceback, curl's status 23."""
+    async with web_app(lan.homelab, 8080):
+        await lan.start_daemon({"web": "http://127.0.0.1:8080"})
+        argv = [venv_bin("homelab-p2p"), "fetch", "web", "/big", *client_args(lan.signaling_url)]
+        pipeline = " ".join(argv) + " | head -c 100 >/dev/null; exit ${PIPESTATUS[0]}"
+        result = await asyncio.to_thread(lan.client.run, "bash", "-c", pipeline, check=False)
+    assert result.returncode == 23
+    assert result.stderr == ""

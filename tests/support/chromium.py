@@ -1,0 +1,176 @@
+"""Debian's Chromium, headless, driven over the DevTools protocol on a pipe.
+
+``--remote-debugging-pipe`` speaks CDP on file descriptors 3 (commands in) and 4 (answers
+and events out), NUL-separated JSON, so no debugging port is opened and the browser can
+live in a network namespace of its own. Flags follow the lab recipe: no background
+networking, no component updates, no mDNS-obfuscated host candidates.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.support.netns import Namespace
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",  # root, and the namespace is the sandbox here
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--disable-dev-shm-usage",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--metrics-recording-only",
+    # Plain host candidates: aioice cannot resolve the .local names Chromium uses otherwise.
+    "--disable-features=WebRtcHideLocalIpsWithMdns,Translate,OptimizationHints,MediaRouter",
+    "--remote-debugging-pipe",
+]
+
+
+class BrowserError(AssertionError):
+    """The page threw, or the browser went away."""
+
+
+class Chromium:
+    """One headless browser with one page; ``console`` collects every console line."""
+
+    def __init__(self, namespace: Namespace, workdir: Path) -> None:
+        self.namespace = namespace
+        self.workdir = workdir
+        self.console: list[str] = []
+        self._process: subprocess.Popen[bytes] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 0
+        self._session = ""
+        self._event_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+
+    async def start(self) -> "Chromium":
+        commands_read, commands_write = os.pipe()
+        events_read, events_write = os.pipe()
+        profile = self.workdir / "chromium-profile"
+        profile.mkdir(parents=True, exist_ok=True)
+        # bash maps the pipe ends onto the descriptors Chromium expects, 3 and 4.
+        wrapper = f'exec "$0" "$@" 3<&{commands_read} 4>&{events_write}'
+        argv = ["bash", "-c", wrapper, CHROMIUM, *FLAGS, f"--user-data-dir={profile}"]
+        with (self.workdir / "chromium.log").open("wb") as log:
+            self._process = self.namespace.popen(
+                [*argv, "about:blank"],
+                pass_fds=(commands_read, events_write),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        os.close(commands_read)
+        os.close(events_write)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(events_read, "rb", 0)
+        )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(commands_write, "wb", 0)
+        )
+        self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        self._reader_task = asyncio.create_task(self._read(reader), name="cdp-reader")
+        targets = await self.send("Target.getTargets")
+        page = next(t for t in targets["targetInfos"] if t["type"] == "page")
+        attached = await self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)
+        self._session = attached["sessionId"]
+        await self.send("Runtime.enable", session=True)
+        await self.send("Page.enable", session=True)
+        return self
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                message = json.loads((await reader.readuntil(b"\0"))[:-1])
+                if "id" in message:
+                    waiter = self._pending.pop(message["id"], None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(message)
+                elif message.get("method") in self._event_waiters:
+                    for waiter in self._event_waiters.pop(message["method"]):
+                        if not waiter.done():
+                            waiter.set_result(message.get("params", {}))
+                elif message.get("method") == "Runtime.consoleAPICalled":
+                    params = message["params"]
+                    text = " ".join(
+                        str(arg.get("value", arg.get("description", ""))) for arg in params["args"]
+                    )
+                    self.console.append(f"{params['type']}: {text}")
+        for waiter in self._pending.values():
+            if not waiter.done():
+                waiter.set_exception(BrowserError(f"Chromium exited:\n{self.log()}"))
+
+    async def send(self, method: str, session: bool = False, **params: Any) -> dict[str, Any]:
+        assert self._writer is not None, "not started"
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self._session
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[self._next_id] = waiter
+        self._writer.write(json.dumps(message).encode() + b"\0")
+        answer = await asyncio.wait_for(waiter, 120)
+        if "error" in answer:
+            raise BrowserError(f"{method}: {answer['error']}")
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    async def goto(self, url: str) -> None:
+        loaded: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._event_waiters.setdefault("Page.loadEventFired", []).append(loaded)
+        navigated = await self.send("Page.navigate", session=True, url=url)
+        if navigated.get("errorText"):
+            raise BrowserError(f"{url} did not load: {navigated['errorText']}")
+        if "loaderId" not in navigated:
+            raise BrowserError(f"{url} only changed the fragment of this page: load another one")
+        await asyncio.wait_for(loaded, 60)
+
+    async def evaluate(self, expression: str) -> Any:
+        """The value of ``expression`` (awaited if it is a promise), or BrowserError if it threw."""
+        answer = await self.send(
+            "Runtime.evaluate",
+            session=True,
+            expression=expression,
+            awaitPromise=True,
+            returnByValue=True,
+        )
+        if "exceptionDetails" in answer:
+            details = answer["exceptionDetails"]
+            thrown = details.get("exception", {})
+            raise BrowserError(thrown.get("description") or details.get("text") or str(details))
+        return answer["result"].get("value")
+
+    def log(self) -> str:
+        return (self.workdir / "chromium.log").read_text(errors="replace")
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.send("Browser.close"), 10)
+            self._writer.close()
+        if self._process is not None:
+            try:
+                await asyncio.to_thread(self._process.wait, 10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                await asyncio.to_thread(self._process.wait)
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task

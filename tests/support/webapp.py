@@ -1,0 +1,45 @@
+"""A small web application in a lab namespace: what a homelab's http:// service serves."""
+
+import contextlib
+import gzip
+import random
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from tests.support.netns import Namespace
+
+BIG = random.Random(1).randbytes(1024 * 1024)
+HOME_PAGE = "<!doctype html><title>homelab</title><h1>Hello from the homelab</h1>"
+TEXT = ("all work and no play " * 2000).encode()
+
+
+@contextlib.asynccontextmanager
+async def web_app(namespace: Namespace, port: int) -> AsyncIterator[None]:
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(body=BIG, content_type="application/octet-stream")
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.Response(
+            body=body, headers={"X-Method": request.method, "X-Length": str(len(body))}
+        )
+
+    async def compressed(_: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(TEXT), headers={"Content-Encoding": "gzip"})
+
+    async def home(_: web.Request) -> web.Response:
+        return web.Response(text=HOME_PAGE, content_type="text/html")
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_get("/", home)
+    app.router.add_get("/big", big)
+    app.router.add_post("/echo", echo)
+    app.router.add_get("/text", compressed)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, namespace.socket_listening("127.0.0.1", port)).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
