@@ -15,6 +15,8 @@ from homelab_server import commands
 from homelab_server.client import ClientOptions
 from homelab_server.clientconfig import add_connection_options, client_options
 from homelab_server.config import ConfigError
+from homelab_server.doctor import report
+from homelab_server.doctor.checks import Doctor
 from homelab_server.echo import echo
 from homelab_server.logs import configure_logging
 from signaling_lambda.tokens import (
@@ -130,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_options(echo_parser)
     echo_parser.add_argument("-v", "--verbose", action="count", default=0, help="-v for detail")
     echo_parser.set_defaults(run=_echo)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="run the troubleshooting guide's checks in order, naming the guide's row on failure",
+        description="Check the signaling URL, the WebSocket handshake, an echo, the target, "
+        "the STUN and TURN servers and a WebRTC connection to the target's echo channel. Exit "
+        "status 0 only when no check fails.",
+    )
+    add_connection_options(doctor)
+    doctor.add_argument("--json", action="store_true", help="print the results as JSON")
+    doctor.add_argument("-v", "--verbose", action="count", default=0, help="-v for detail")
+    doctor.set_defaults(run=_doctor)
     return parser
 
 
@@ -221,6 +235,18 @@ def _fetch(args: argparse.Namespace) -> int:
         fail=args.fail,
     )
     return _client_command(args, lambda options: commands.fetch(options, args.service, request))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    async def run(options: ClientOptions) -> int:
+        results = await Doctor(options).run()
+        if args.json:
+            report.as_json(results, options.signaling_url, options.target)
+        else:
+            report.text(results)
+        return 1 if any(r.status == "fail" for r in results) else 0
+
+    return _client_command(args, run)
 
 
 def _echo(args: argparse.Namespace) -> int:

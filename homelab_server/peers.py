@@ -68,6 +68,9 @@ class PeerManager:
             await self._add_candidate(sender, signal.candidate or {})
         elif signal.type == "bye":
             await self.drop(sender, "the client said bye")
+        elif signal.type == "ping":
+            log.info("Answered a ping from %s (homelab-p2p doctor)", sender)
+            await self._send_signal(sender, signals.pong(len(self._peers), self._max_peers))
         else:
             log.warning(
                 "Ignored a %r signal from %s: a homelab only takes offers", signal.type, sender

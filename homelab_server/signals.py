@@ -1,7 +1,9 @@
 """The WebRTC signals carried in ``sendSignal``'s ``data`` (docs/protocol.md).
 
 ``{"type": "offer"|"answer", "sdp": ...}``, ``{"type": "candidate", "candidate": ...}``,
-``{"type": "bye"}``, and from the homelab ``{"type": "error", "code": ..., "message": ...}``.
+``{"type": "bye"}``, ``{"type": "ping"}`` (``homelab-p2p doctor`` asks whether the homelab
+answers; it replies ``{"type": "pong", "peers": N, "max_peers": M}``), and from the homelab
+``{"type": "error", "code": ..., "message": ...}``.
 A JSON string holding such an object is accepted too (the original browser library sent
 that).
 """
@@ -10,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-TYPES = ("offer", "answer", "candidate", "bye", "error")
+TYPES = ("offer", "answer", "candidate", "bye", "error", "ping", "pong")
 MAX_SDP = 60_000
 
 
@@ -69,6 +71,10 @@ def offer(sdp: str) -> dict[str, str]:
 
 def answer(sdp: str) -> dict[str, str]:
     return {"type": "answer", "sdp": sdp}
+
+
+def pong(peers: int, max_peers: int) -> dict[str, Any]:
+    return {"type": "pong", "peers": peers, "max_peers": max_peers}
 
 
 def error(code: str, message: str) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from tests.support.bridge import BridgeHosts
 from tests.support.gateway import GatewayProcess
-from tests.support.natlab import INET_IP, NatLab, build_nat_lab, start_turn
+from tests.support.natlab import INET_IP, NatLab, build_nat_lab, start_turn, wait_turn_ready
 from tests.support.netns import Lab, Namespace, lab
 
 LAN = "10.77.0.0/24"
@@ -86,10 +85,6 @@ def nat_lab(tmp_path: Path, secret_file: Path) -> Iterator[NatSetup]:
             tmp_path / "gateway.log",
             prefix=nat.inet.command([])[:4],
         ).start()
-        turn_log = tmp_path / "turnserver.log"
-        deadline = time.monotonic() + 20
-        while "Total General servers" not in (turn_log.read_text() if turn_log.exists() else ""):
-            assert time.monotonic() < deadline, "coturn did not start"
-            time.sleep(0.05)
+        wait_turn_ready(tmp_path)
         yield NatSetup(nat, gateway, tmp_path)
         gateway.stop()

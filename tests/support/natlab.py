@@ -14,6 +14,7 @@ closes the allocation).
 """
 
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,18 +94,23 @@ def build_nat_lab(lab: Lab) -> NatLab:
     return nat
 
 
-def start_turn(inet: Namespace, workdir: Path) -> subprocess.Popen[bytes]:
-    """coturn on 203.0.113.1:3478 (STUN and TURN), long-term credentials TURN_USER/TURN_PASSWORD."""
-    log = workdir / "turnserver.log"
+def start_turn(inet: Namespace, workdir: Path, port: int = 3478) -> subprocess.Popen[bytes]:
+    """coturn on 203.0.113.1:PORT (STUN and TURN), long-term credentials TURN_USER/TURN_PASSWORD.
+
+    Its log is turnserver.log for the default port, turnserver-PORT.log for another.
+    """
+    name = "turnserver" if port == 3478 else f"turnserver-{port}"
+    log = workdir / f"{name}.log"
     process = inet.popen(
         [
             "turnserver",
             "-n",
             f"--listening-ip={INET_IP}",
             f"--relay-ip={INET_IP}",
-            "--listening-port=3478",
-            "--min-port=49160",
-            "--max-port=49400",
+            f"--listening-port={port}",
+            # Relay ports of their own, so two servers in the lab never compete for one.
+            f"--min-port={49160 + (port - 3478) * 300}",
+            f"--max-port={49400 + (port - 3478) * 300}",
             "--lt-cred-mech",
             f"--user={TURN_USER}:{TURN_PASSWORD}",
             "--realm=homelab-p2p.test",
@@ -113,8 +119,8 @@ def start_turn(inet: Namespace, workdir: Path) -> subprocess.Popen[bytes]:
             "--no-dtls",
             "--no-cli",
             "--no-multicast-peers",
-            f"--userdb={workdir / 'turndb'}",
-            f"--pidfile={workdir / 'turnserver.pid'}",
+            f"--userdb={workdir / (name + '.db')}",
+            f"--pidfile={workdir / (name + '.pid')}",
             f"--log-file={log}",
             "--simple-log",
         ],
@@ -122,3 +128,12 @@ def start_turn(inet: Namespace, workdir: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
     )
     return process
+
+
+def wait_turn_ready(workdir: Path, port: int = 3478, timeout: float = 20) -> None:
+    """Until coturn on PORT logs that its servers run (it answers from then on)."""
+    log = workdir / ("turnserver.log" if port == 3478 else f"turnserver-{port}.log")
+    deadline = time.monotonic() + timeout
+    while "Total General servers" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, f"coturn on port {port} did not start"
+        time.sleep(0.05)
