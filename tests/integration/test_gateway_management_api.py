@@ -111,7 +111,19 @@ def test_plain_get_serves_the_static_directory(start_gateway: StartGateway, tmp_
     assert http_get(base + "/missing.html")[0] == 404
 
 
-def test_without_a_static_directory_plain_get_is_404(gateway: GatewayProcess) -> None:
+def test_by_default_the_bundled_frontend_is_served(gateway: GatewayProcess) -> None:
+    base = gateway.url.replace("ws://", "http://").removesuffix("/prod")
+    status, content_type, body = http_get(base + "/")
+    assert (status, content_type) == (200, "text/html; charset=utf-8")
+    assert b'<script type="module" src="app.js">' in body
+    status, content_type, _ = http_get(base + "/wss-webrtc.js")
+    assert (status, content_type.split(";")[0]) == (200, "text/javascript")
+
+
+def test_a_static_directory_without_index_html_answers_404(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gateway = start_gateway("--static-dir", str(tmp_path))
     base = gateway.url.replace("ws://", "http://").removesuffix("/prod")
     assert http_get(base + "/")[0] == 404
 
