@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -15,7 +16,7 @@ from homelab_server import commands
 from homelab_server.client import ClientOptions
 from homelab_server.clientconfig import add_connection_options, client_options
 from homelab_server.config import ConfigError
-from homelab_server.doctor import report
+from homelab_server.doctor import guide, report
 from homelab_server.doctor.checks import Doctor
 from homelab_server.echo import echo
 from homelab_server.logs import configure_logging
@@ -144,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the results as JSON")
     doctor.add_argument("-v", "--verbose", action="count", default=0, help="-v for detail")
     doctor.set_defaults(run=_doctor)
+
+    guide_parser = commands.add_parser(
+        "guide",
+        help="print the troubleshooting guide's rows, or the rows log lines point at",
+        description="Print the troubleshooting guide's error table (error, cause, solution). "
+        "With --match, read log lines (a file, or - for stdin) and print a finding for each row "
+        "they point at.",
+    )
+    guide_parser.add_argument("--match", metavar="FILE", help="log lines to match; - for stdin")
+    guide_parser.add_argument("--json", action="store_true", help="print JSON")
+    guide_parser.set_defaults(run=_guide)
     return parser
 
 
@@ -249,6 +261,32 @@ def _doctor(args: argparse.Namespace) -> int:
     return _client_command(args, run)
 
 
+def _guide(args: argparse.Namespace) -> int:
+    if args.match is None:
+        rows = {key: dataclasses.asdict(row) for key, row in guide.ROWS.items()}
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for key, row in rows.items():
+                print(f"{key}: {row['error']}")
+                print(f"    cause: {row['cause']}\n    solution: {row['solution']}")
+        return 0
+    try:
+        text = (
+            sys.stdin.read() if args.match == "-" else Path(args.match).read_text(errors="replace")
+        )
+    except OSError as exc:
+        print(f"{PROG}: cannot read {args.match}: {exc.strerror}", file=sys.stderr)
+        return 2
+    findings = [f.as_dict() for f in guide.match_lines(text.splitlines())]
+    if args.json:
+        print(json.dumps(findings, indent=2))
+    else:
+        for found in findings:
+            print(f"{found['row']}: {found['finding']}\n    solution: {found['solution']}")
+    return 0
+
+
 def _echo(args: argparse.Namespace) -> int:
     return _client_command(args, echo)
 
@@ -308,7 +346,12 @@ def _new_secret(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -70,12 +70,23 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("/etc/homelab-p2p-bridge/config.yml"),
         help="configuration file (default: %(default)s)",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the configuration and exit (0 when it is usable, 2 with what is wrong)",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    if args.check:
+        print(
+            f"{args.config}: usable; registers as {config.name!r} at {config.signaling_url}, "
+            f"{len(config.services)} service(s)"
+        )
+        return 0
     configure_logging(config.log_level)
     return asyncio.run(run(config))
 

@@ -5,7 +5,8 @@ project's commands. The rest are rows the guide implies but does not list (a ref
 an unreachable STUN server, TURN credentials), worded the same way.
 """
 
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,74 @@ TURN_FAILED = Row(
     "Check the TURN URL, username and credential (--ice-username/--ice-credential, or "
     "ice_servers in the config)",
 )
+
+
+BUG = Row(
+    "Traceback",
+    "A bug in homelab-p2p-bridge (bad input never causes a traceback)",
+    "Report it with the log lines around the traceback; restarting the service usually recovers",
+)
+SERVICE_DOWN = Row(
+    "The target (homelab_server) is not currently connected",
+    "homelab-p2p-bridge.service is not running",
+    "systemctl start homelab-p2p-bridge, then journalctl -u homelab-p2p-bridge says why it stopped",
+)
+BAD_CONFIG = Row(
+    "homelab_server: <config>: <key>: ...",
+    "The daemon's configuration is not usable (it exits with status 2)",
+    "Fix the key named (docs/configuration.md) or re-run ansible-playbook site.yml",
+)
+
+ROWS: dict[str, Row] = {
+    "target_not_connected": TARGET_NOT_CONNECTED,
+    "websocket_failed": WEBSOCKET_FAILED,
+    "webrtc_timeout": WEBRTC_TIMEOUT,
+    "internal_error": INTERNAL_ERROR,
+    "unknown_format": UNKNOWN_FORMAT,
+    "token_refused": TOKEN_REFUSED,
+    "stun_unreachable": STUN_UNREACHABLE,
+    "symmetric_nat": SYMMETRIC_NAT,
+    "turn_failed": TURN_FAILED,
+    "bug": BUG,
+    "service_down": SERVICE_DOWN,
+    "bad_config": BAD_CONFIG,
+}
+
+# Log lines (the daemon's, the gateway's, the Lambda's) that point at a row.
+PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"LAPTOP_ID connection is stale \(homelab_server not connected\)"),
+        "target_not_connected",
+    ),
+    (re.compile(r"does not exist \(homelab_server not connected\)"), "target_not_connected"),
+    (re.compile(r"WebSocket connection failed"), "websocket_failed"),
+    (re.compile(r"refused the token \(HTTP 40[13]\)"), "token_refused"),
+    (re.compile(r"WebRTC connection timeout|no network path"), "webrtc_timeout"),
+    (re.compile(r"Internal server error|Configuration error"), "internal_error"),
+    (re.compile(r"Traceback \(most recent call last\)"), "bug"),
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    finding: str
+    row: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"finding": self.finding, "row": self.row, **asdict(ROWS[self.row])}
+
+
+def match_lines(lines: list[str]) -> list[Finding]:
+    """One finding per row the lines point at: its newest line, and how many lines did."""
+    last: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for line in lines:
+        for pattern, row in PATTERNS:
+            if pattern.search(line):
+                last[row] = line.strip()
+                counts[row] = counts.get(row, 0) + 1
+                break
+    return [
+        Finding(f"{line[:300]}" + (f" ({counts[row]} such lines)" if counts[row] > 1 else ""), row)
+        for row, line in last.items()
+    ]

@@ -131,3 +131,28 @@ def test_the_daemon_exits_2_with_one_sentence(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_says_whether_the_configuration_is_usable_without_starting(tmp_path: Path) -> None:
+    """`homelab_server --check` (what diagnose.yml runs): 0 and a summary, or 2 and the key."""
+    daemon = Path(sys.executable).with_name("homelab_server")
+    good = tmp_path / "good.yml"
+    good.write_text(
+        "signaling_url: ws://127.0.0.1:1/prod\ntoken: t\nservices: {ssh: tcp://127.0.0.1:22}\n"
+    )
+    bad = tmp_path / "bad.yml"
+    bad.write_text("signaling_url: ws://127.0.0.1:1/prod\ntoken: t\nmax_peers: lots\n")
+    usable = subprocess.run(
+        [str(daemon), "--config", str(good), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert usable.returncode == 0
+    assert usable.stdout == (
+        f"{good}: usable; registers as 'laptop' at ws://127.0.0.1:1/prod, 1 service(s)\n"
+    )
+    unusable = subprocess.run(
+        [str(daemon), "--config", str(bad), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert unusable.returncode == 2
+    assert "max_peers: must be a whole number" in unusable.stderr
