@@ -123,27 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--fail", action="store_true", help="exit 22 when the status is 400 or more")
     fetch.set_defaults(run=_fetch)
 
-    echo_parser = commands.add_parser(
+    echo_parser = connection_parser(
+        commands,
         "echo",
-        help="send a message to yourself through signaling (the guide's manual test)",
-        description="Connect to signaling with the token, send a message to `me` and wait for "
-        "it to come back. Exit status 0 when it does, 3 when signaling cannot be reached, 1 "
-        "when it answers wrongly.",
+        "send a message to yourself through signaling (the guide's manual test)",
+        "Connect to signaling with the token, send a message to `me` and wait for it to come "
+        "back. Exit status 0 when it does, 3 when signaling cannot be reached, 1 when it answers "
+        "wrongly.",
     )
-    add_connection_options(echo_parser)
-    echo_parser.add_argument("-v", "--verbose", action="count", default=0, help="-v for detail")
     echo_parser.set_defaults(run=_echo)
 
-    doctor = commands.add_parser(
+    doctor = connection_parser(
+        commands,
         "doctor",
-        help="run the troubleshooting guide's checks in order, naming the guide's row on failure",
-        description="Check the signaling URL, the WebSocket handshake, an echo, the target, "
-        "the STUN and TURN servers and a WebRTC connection to the target's echo channel. Exit "
-        "status 0 only when no check fails.",
+        "run the troubleshooting guide's checks in order, naming the guide's row on failure",
+        "Check the signaling URL, the WebSocket handshake, an echo, the target, the STUN and "
+        "TURN servers and a WebRTC connection to the target's echo channel. Exit status 0 only "
+        "when no check fails.",
     )
-    add_connection_options(doctor)
     doctor.add_argument("--json", action="store_true", help="print the results as JSON")
-    doctor.add_argument("-v", "--verbose", action="count", default=0, help="-v for detail")
     doctor.set_defaults(run=_doctor)
 
     guide_parser = commands.add_parser(
@@ -178,17 +176,29 @@ def _load_secret(args: argparse.Namespace) -> bytes:
     return check_secret(value.encode(), f"the environment variable {args.secret_env}")
 
 
-def commands_parser(
-    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str
+def connection_parser(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    help_text: str,
+    description: str | None = None,
 ) -> argparse.ArgumentParser:
+    """A command that talks to signaling: the connection options and -v."""
     parser = commands.add_parser(
-        name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+        name, help=help_text, description=description or help_text[0].upper() + help_text[1:] + "."
     )
-    parser.add_argument("service", help="the service's data channel label, such as ssh or web")
     add_connection_options(parser)
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="-v for progress, -vv for detail"
     )
+    return parser
+
+
+def commands_parser(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str
+) -> argparse.ArgumentParser:
+    """A command that reaches one service of the homelab."""
+    parser = connection_parser(commands, name, help_text)
+    parser.add_argument("service", help="the service's data channel label, such as ssh or web")
     return parser
 
 

@@ -22,8 +22,28 @@ async def _ignore(*_: Any) -> None:
     return None
 
 
-async def echo(options: ClientOptions) -> int:
+async def echo_to_me(link: Link, within: float) -> tuple[float, str]:
+    """Seconds for a message to `me` to come back, and the connection id `identify` gives.
+
+    SignalingError says why when either does not come back.
+    """
     nonce = f"echo-{secrets.token_hex(4)}"
+    sent = time.monotonic()
+    await link.request(
+        {"action": "sendSignal", "to": "me", "data": nonce},
+        lambda m: m.get("action") == "sendSignal" and m.get("data") == nonce,
+        within=within,
+    )
+    round_trip = time.monotonic() - sent
+    identity = await link.request(
+        {"action": "sendSignal", "to": "me", "data": "identify"},
+        lambda m: m.get("action") == "connected",
+        within=within,
+    )
+    return round_trip, str(identity.get("data"))
+
+
+async def echo(options: ClientOptions) -> int:
     started = time.monotonic()
     try:
         link = await Link.open(options.signaling_url, options.token, _ignore, _ignore)
@@ -33,19 +53,9 @@ async def echo(options: ClientOptions) -> int:
     except SignalingError as exc:
         print(f"homelab-p2p: {exc}", file=sys.stderr)
         return 1
+    connected = time.monotonic() - started
     try:
-        sent = time.monotonic()
-        await link.request(
-            {"action": "sendSignal", "to": "me", "data": nonce},
-            lambda m: m.get("action") == "sendSignal" and m.get("data") == nonce,
-            within=options.timeout,
-        )
-        round_trip = time.monotonic() - sent
-        identity = await link.request(
-            {"action": "sendSignal", "to": "me", "data": "identify"},
-            lambda m: m.get("action") == "connected",
-            within=options.timeout,
-        )
+        round_trip, connection_id = await echo_to_me(link, options.timeout)
     except SignalingError as exc:
         print(
             f"homelab-p2p: the echo through {options.signaling_url} failed: {exc}", file=sys.stderr
@@ -54,7 +64,7 @@ async def echo(options: ClientOptions) -> int:
     finally:
         await link.close()
     print(
-        f"Echo from {options.signaling_url}: connected in {(sent - started) * 1000:.0f} ms, "
-        f"round trip {round_trip * 1000:.0f} ms, connection id {identity.get('data')}"
+        f"Echo from {options.signaling_url}: connected in {connected * 1000:.0f} ms, "
+        f"round trip {round_trip * 1000:.0f} ms, connection id {connection_id}"
     )
     return 0

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from homelab_server.client import BridgeClient, ClientError, ClientOptions, TargetNotConnected
 from homelab_server.doctor import guide
 from homelab_server.doctor.nat import stun_mappings, turn_allocation
+from homelab_server.echo import echo_to_me
 from homelab_server.signaling import Link, SignalingError, SignalingRefused
 from homelab_server.webrtc import install, selected_pair
 
@@ -181,26 +182,14 @@ class Doctor:
         if skipped := self._needs_link(3, name):
             return skipped
         assert self._link is not None
-        nonce = f"doctor-{time.monotonic_ns()}"
         try:
-            started = time.monotonic()
-            await self._link.request(
-                {"action": "sendSignal", "to": "me", "data": nonce},
-                lambda m: m.get("action") == "sendSignal" and m.get("data") == nonce,
-                within=self.timeout,
-            )
-            round_trip = _ms(started)
-            identity = await self._link.request(
-                {"action": "sendSignal", "to": "me", "data": "identify"},
-                lambda m: m.get("action") == "connected",
-                within=self.timeout,
-            )
+            round_trip, connection_id = await echo_to_me(self._link, self.timeout)
         except SignalingError as exc:
             return Result(
                 3, name, "fail", f"the echo did not come back: {exc}", self._signaling_row(exc)
             )
         return Result(
-            3, name, "ok", f"round trip {round_trip}; connection id {identity.get('data')}"
+            3, name, "ok", f"round trip {round_trip * 1000:.0f} ms; connection id {connection_id}"
         )
 
     # 4

@@ -14,14 +14,13 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import NatSetup
+from tests.support.ansible import extra_vars, run_local_play
 from tests.support.bridge import EchoService, client_args, echo_round_trip
 from tests.support.natlab import INET_IP
 from tests.support.netns import venv_bin
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 PORT = 3490  # the lab's own coturn has 3478; this one is the role's alone
 PLAY = """
 - hosts: localhost
@@ -33,8 +32,6 @@ PLAY = """
 
 
 def render_with_the_role(workdir: Path, auth: str) -> tuple[Path, list[dict[str, str]]]:
-    playbook = workdir / "turn-config.yml"
-    playbook.write_text(PLAY)
     variables = {
         "turn_server_config_file": workdir / "turnserver.conf",
         "turn_server_config_group": "root",
@@ -46,19 +43,8 @@ def render_with_the_role(workdir: Path, auth: str) -> tuple[Path, list[dict[str,
         "turn_server_auth": auth,
         "ansible_python_interpreter": sys.executable,
     }
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(playbook)]
-    for key, value in variables.items():
-        argv += ["-e", f"{key}={value}"]
-    argv += ["-e", '{"turn_server_relay_ports": [49700, 49800]}']
-    result = subprocess.run(
-        argv,
-        cwd=ROOT,
-        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    relay_ports = '{"turn_server_relay_ports": [49700, 49800]}'
+    result = run_local_play(workdir, PLAY, *extra_vars(variables), relay_ports)
     assert result.returncode == 0, result.stdout
     client_ice = yaml.safe_load((workdir / "turn-credentials" / "client-ice.yml").read_text())
     return workdir / "turnserver.conf", client_ice["ice_servers"]

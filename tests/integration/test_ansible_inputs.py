@@ -5,29 +5,16 @@ machine is never touched.
 """
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+from tests.support.ansible import run_local_play
 
 
-def run_role(tmp_path: Path, role: str, *extra_vars: str) -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(f"- hosts: localhost\n  gather_facts: true\n  roles:\n    - role: {role}\n")
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(playbook)]
-    for variable in extra_vars:
-        argv += ["-e", variable]
-    # The repository's ansible.cfg (roles, filter plugins), whatever the current directory.
-    environment = {
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "PATH": f"{ANSIBLE_PLAYBOOK.parent}:/usr/bin:/bin",
-    }
-    return subprocess.run(
-        argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300, check=False
-    )
+def run_role(tmp_path: Path, role: str, *variables: str) -> subprocess.CompletedProcess[str]:
+    play = f"- hosts: localhost\n  gather_facts: true\n  roles:\n    - role: {role}\n"
+    return run_local_play(tmp_path, play, *variables)
 
 
 @pytest.mark.parametrize(

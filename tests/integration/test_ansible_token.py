@@ -8,9 +8,8 @@ from pathlib import Path
 
 from signaling_lambda.tokens import verify_token
 from tests.support import SECRET
+from tests.support.ansible import extra_vars, run_local_play
 
-ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 PLAY = """
 - hosts: localhost
   gather_facts: false
@@ -22,8 +21,6 @@ PLAY = """
 
 
 def run_token_tasks(tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / "token.yml"
-    playbook.write_text(PLAY)
     variables = {
         "homelab_p2p_signaling_secret": SECRET.decode(),
         "homelab_server_config_dir": str(tmp_path),
@@ -32,18 +29,7 @@ def run_token_tasks(tmp_path: Path) -> subprocess.CompletedProcess[str]:
         "bridge_package_controller_python": sys.executable,
         "ansible_python_interpreter": sys.executable,
     }
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(playbook)]
-    for key, value in variables.items():
-        argv += ["-e", f"{key}={value}"]
-    return subprocess.run(
-        argv,
-        cwd=ROOT,
-        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_local_play(tmp_path, PLAY, *extra_vars(variables))
 
 
 def test_a_published_secret_value_issues_the_token_and_a_rerun_keeps_it(tmp_path: Path) -> None:

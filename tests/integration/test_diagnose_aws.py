@@ -2,13 +2,13 @@
 from moto, matched against the troubleshooting guide's patterns."""
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.aws import ANSIBLE_PLAYBOOK, FUNCTION, ROOT, AwsDeployment, sealed_environment
+from tests.support.ansible import ANSIBLE_PLAYBOOK, run_local_play
+from tests.support.aws import FUNCTION, AwsDeployment, sealed_environment
 from tests.support.moto_server import MotoServer
 
 pytestmark = pytest.mark.slow
@@ -39,18 +39,15 @@ def test_the_functions_log_lines_give_the_guides_rows(aws: MotoServer, tmp_path:
         logStreamName="s",
         logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
     )
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAY)
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(playbook)]
-    for variable in [
+    python = f"ansible_python_interpreter={ANSIBLE_PLAYBOOK.with_name('python')}"
+    environment = {**sealed_environment(), "ANSIBLE_STDOUT_CALLBACK": "json"}
+    result = run_local_play(
+        tmp_path,
+        PLAY,
         "signaling_backend=aws",
         f"signaling_aws_endpoint_url={aws.url}",
-        "ansible_python_interpreter=" + str(ANSIBLE_PLAYBOOK.with_name("python")),
-    ]:
-        argv += ["-e", variable]
-    environment = {**sealed_environment(), "ANSIBLE_STDOUT_CALLBACK": "json"}
-    result = subprocess.run(
-        argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, check=False
+        python,
+        environment=environment,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = json.loads(result.stdout)["plays"][0]["tasks"]

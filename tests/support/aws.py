@@ -8,17 +8,15 @@ fails here instead of reaching AWS).
 
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from tests.support.ansible import ANSIBLE_PLAYBOOK, ROOT
 from tests.support.moto_server import CREDENTIALS, MotoServer
 
-ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's
 NAME = "homelab-p2p"
