@@ -6,12 +6,17 @@ from collections import Counter
 from pathlib import Path
 
 # First match wins, innermost frame first: the layer that was running when sampled.
+# The fast data path's modules (homelab_server/webrtc/fastpath/) count in the layer they replace.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("DTLS (pyOpenSSL, cryptography)", ("rtcdtlstransport.py", "OpenSSL/", "cryptography/")),
-    ("SCTP (aiortc rtcsctptransport)", ("rtcsctptransport.py",)),
+    (
+        "DTLS (pyOpenSSL, cryptography)",
+        ("rtcdtlstransport.py", "OpenSSL/", "cryptography/", "fastpath/dtls.py"),
+    ),
+    ("SCTP (aiortc rtcsctptransport)", ("rtcsctptransport.py", "fastpath/sctp.py")),
     ("CRC32c", ("crc32c",)),
     ("ICE/STUN (aioice)", ("aioice/",)),
     ("data channel events (aiortc, pyee)", ("rtcdatachannel.py", "pyee/")),
+    ("UDP I/O (fastpath/udp.py)", ("fastpath/udp.py",)),
     ("bridge (homelab_server)", ("homelab_server/",)),
     ("UDP and TCP I/O, event loop (asyncio)", ("asyncio/", "selectors.py", "socket.py")),
 ]

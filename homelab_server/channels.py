@@ -7,6 +7,11 @@ Memory stays bounded whatever the speeds, in both directions:
 - channel to stream: bytes the stream has not accepted yet are held against the SCTP
   receive window (webrtc/sctp.py), so the far sender slows down when the near reader does.
 
+Per-message costs are spread without adding delay: each read takes everything the stream
+has buffered, up to 16 KiB, into one message (SCTP carries at most 1,200 bytes a packet,
+and aiortc never bundles, so small messages cost nearly as much as full ones), and the
+messages that arrive in one loop step reach the stream in one write.
+
 A data channel cannot be half-closed, so when either side ends, the bridge ends both, after
 sending what it already has. Text messages on a byte-stream channel are control messages
 from the far side (``{"error": ..., "message": ...}``), never stream data.
@@ -81,6 +86,8 @@ class ChannelBridge:
         self.bytes_to_channel = 0
         self._on_control = on_control
         self._pending: deque[bytes] = deque()
+        self._unwritten: list[bytes] = []
+        self._unwritten_bytes = 0
         self._writer: asyncio.StreamWriter | None = None
         self._hold = WindowHold(channel)
         self._drainer: asyncio.Task[None] | None = None
@@ -111,12 +118,26 @@ class ChannelBridge:
         assert self._writer is not None
         if self._writer.is_closing():
             return
-        self._writer.write(data)
-        self._sync_hold()
+        # Messages that arrive in one loop step (a batch of datagrams) go to the stream in
+        # one write: one system call instead of one per message.
+        if not self._unwritten:
+            asyncio.get_running_loop().call_soon(self._write_unwritten)
+        self._unwritten.append(data)
+        self._unwritten_bytes += len(data)
+        self._hold.set(self._writer.transport.get_write_buffer_size() + self._unwritten_bytes)
+
+    def _write_unwritten(self) -> None:
+        assert self._writer is not None
+        unwritten = b"".join(self._unwritten)
+        self._unwritten.clear()
+        self._unwritten_bytes = 0
+        if unwritten and not self._writer.is_closing():
+            self._writer.write(unwritten)
+            self._sync_hold()
 
     def _sync_hold(self) -> None:
         assert self._writer is not None
-        buffered = self._writer.transport.get_write_buffer_size()
+        buffered = self._writer.transport.get_write_buffer_size() + self._unwritten_bytes
         self._hold.set(buffered)
         if buffered > 0 and self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
@@ -165,6 +186,7 @@ class ChannelBridge:
     async def _finish(self, writer: asyncio.StreamWriter) -> None:
         if self.channel.readyState == "open":
             self.channel.close()  # aiortc sends what is queued before it resets the stream
+        self._write_unwritten()
         with contextlib.suppress(ConnectionError, RuntimeError):
             if not writer.is_closing():
                 await writer.drain()

@@ -1,26 +1,30 @@
 """The client side of the bridge: one peer connection to a homelab, opened on first use.
 
-``BridgeClient.open_service(label)`` returns an open data channel to that service of the
-target homelab. The first call negotiates: it connects to signaling, offers, waits for
-the answer, then for ICE, DTLS and an ``echo`` probe channel, each step within the
-timeout; a failure says which step failed and what to do. A later call after the peer
-connection failed or closed negotiates again.
+``BridgeClient.open_service(label, attach)`` opens a data channel to that service of the
+target homelab, with ``attach`` listening on it from the start. The first call
+negotiates: it connects to signaling, offers, waits for the answer, then for ICE, DTLS
+and an ``echo`` probe channel, each step within the timeout; a failure says which step
+failed and what to do. A later call after the peer connection failed or closed
+negotiates again.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from homelab_server import signals
 from homelab_server.signaling import Link, SignalingError
 from homelab_server.webrtc import IcePolicy, new_peer_connection, selected_pair
+from homelab_server.webrtc.datapath import DataPathOptions
 from signaling_lambda.messages import BACKEND_UNREACHABLE_MESSAGE
 
+T = TypeVar("T")
 log = logging.getLogger("homelab_server.client")
 
 PROBE_LABEL = "echo"
@@ -70,6 +74,7 @@ class ClientOptions:
     ice: IcePolicy
     timeout: float = 20.0
     relay_only: bool = False
+    data_path: DataPathOptions = field(default_factory=DataPathOptions)
 
 
 class BridgeClient:
@@ -80,12 +85,18 @@ class BridgeClient:
         self._answer: asyncio.Future[signals.Signal] | None = None
         self._fresh: RTCPeerConnection | None = None  # negotiated for the call under way
 
-    async def open_service(self, label: str) -> RTCDataChannel:
-        """An open data channel to ``label`` on the target homelab."""
+    async def open_service(self, label: str, attach: Callable[[RTCDataChannel], T]) -> T:
+        """``attach(channel)`` for a data channel to ``label``, returned once the channel opened.
+
+        ``attach`` runs as soon as the channel exists: the homelab may send a message (a
+        refusal, say) and close the channel in the same moment it opens, and datagrams are
+        handled in batches, so whatever reads the channel must listen before it opens.
+        """
         pc = await self.connect()
         reused = pc is not self._fresh
         self._fresh = None
         channel = pc.createDataChannel(label)
+        attached = attach(channel)
         try:
             await self._wait_open(channel, label, REUSED_CHANNEL_TIMEOUT if reused else None)
         except ClientError:
@@ -93,8 +104,8 @@ class BridgeClient:
                 raise
             log.info("The peer connection stopped answering; negotiating a new one")
             await self._discard(pc)
-            return await self.open_service(label)
-        return channel
+            return await self.open_service(label, attach)
+        return attached
 
     async def _discard(self, pc: RTCPeerConnection) -> None:
         async with self._lock:
@@ -223,15 +234,22 @@ class BridgeClient:
         if channel.readyState == "open":
             return
         limit = within or self.options.timeout
-        opened = asyncio.Event()
-        channel.on("open", opened.set)
-        channel.on("close", opened.set)
+        opened, settled = False, asyncio.Event()
+
+        def on_open() -> None:
+            nonlocal opened
+            opened = True
+            settled.set()
+
+        channel.on("open", on_open)
+        channel.on("close", settled.set)
         try:
             async with asyncio.timeout(limit):
-                await opened.wait()
+                await settled.wait()
         except TimeoutError:
             raise ClientError(
                 "channel", f"the data channel {label!r} did not open within {limit:g} s"
             ) from None
-        if channel.readyState != "open":
+        if not opened:
+            # Opened and closed at once is a refusal: its reader has the reason.
             raise ClientError("channel", f"the data channel {label!r} closed as it opened")

@@ -1,9 +1,10 @@
 """The client's connection options: command-line flags over ``client.yml`` over defaults.
 
 ``~/.config/homelab-p2p/client.yml`` (or ``--config FILE``) may hold ``signaling_url``,
-``token`` or ``token_file``, ``target``, ``ice_servers`` (as in the daemon's config) and
-``timeout``. Without any ICE server anywhere, the client uses the original system's
-default STUN server, as the daemon does; ``--ice-server none`` means no server at all.
+``token`` or ``token_file``, ``target``, ``ice_servers`` (as in the daemon's config),
+``timeout``, ``data_path`` and ``ack_policy``. Without any ICE server anywhere, the client
+uses the original system's default STUN server, as the daemon does; ``--ice-server none``
+means no server at all.
 """
 
 import argparse
@@ -14,10 +15,20 @@ from homelab_server.client import ClientOptions
 from homelab_server.config import ConfigError, parse_ice_servers
 from homelab_server.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_url
 from homelab_server.webrtc import IcePolicy
+from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
 from signaling_lambda.names import DEFAULT_NAME
 
 DEFAULT_CONFIG = Path("~/.config/homelab-p2p/client.yml")
-CLIENT_KEYS = ("signaling_url", "token", "token_file", "target", "ice_servers", "timeout")
+CLIENT_KEYS = (
+    "signaling_url",
+    "token",
+    "token_file",
+    "target",
+    "ice_servers",
+    "timeout",
+    "data_path",
+    "ack_policy",
+)
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +50,17 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--relay-only", action="store_true", help="use TURN relays only (testing)")
     group.add_argument(
         "--timeout", type=float, help="seconds each connection step may take (default: 20)"
+    )
+    group.add_argument(
+        "--data-path",
+        choices=[p.value for p in DataPath],
+        help="fast (the default) or standard (aiortc's own); see docs/performance.md",
+    )
+    group.add_argument(
+        "--ack-policy",
+        choices=[p.value for p in AckPolicy],
+        help="SCTP acknowledgements on the fast path: rfc (the default, RFC 9260) or aggressive "
+        "(fewer SACKs, longer bursts; may overflow shallow buffers, see docs/performance.md)",
     )
     group.add_argument(
         "--config", type=Path, help=f"client configuration (default: {DEFAULT_CONFIG})"
@@ -93,6 +115,15 @@ def _ice_servers(args: argparse.Namespace, file: dict[str, Any]) -> tuple[IceSer
         raise ConfigError(f"client configuration: {exc}") from None
 
 
+def _data_path(args: argparse.Namespace, file: dict[str, Any]) -> DataPathOptions:
+    path = args.data_path or file.get("data_path", DataPath.FAST.value)
+    ack_policy = args.ack_policy or file.get("ack_policy", AckPolicy.RFC.value)
+    try:
+        return parse_data_path(path, ack_policy)
+    except ValueError as exc:  # only a file's value can be wrong: argparse checks the flags
+        raise ConfigError(f"client configuration: {exc}") from None
+
+
 def client_options(args: argparse.Namespace) -> ClientOptions:
     """The options the flags and the configuration file give; ConfigError says what is missing."""
     file = _load_file(args.config)
@@ -123,4 +154,5 @@ def client_options(args: argparse.Namespace) -> ClientOptions:
         ice=IcePolicy(_ice_servers(args, file)),
         timeout=float(timeout),
         relay_only=args.relay_only,
+        data_path=_data_path(args, file),
     )

@@ -28,8 +28,8 @@ def report(error: ClientError) -> None:
 
 async def forward(options: ClientOptions, service: str, host: str, port: int) -> int:
     """Each TCP connection accepted on host:port becomes a data channel to ``service``."""
-    install(options.ice)
-    log.info(options.ice.describe())
+    data_path = install(options.ice, options.data_path)
+    log.info("%s; %s", options.ice.describe(), data_path.describe())
     client = BridgeClient(options)
     try:
         await client.connect()  # fail now, not at the first connection, if the homelab is away
@@ -38,18 +38,19 @@ async def forward(options: ClientOptions, service: str, host: str, port: int) ->
         return 1
     bridges: set[asyncio.Task[None]] = set()
 
+    def refused(error: str, message: str) -> None:
+        log.error("The homelab closed %r (%s): %s", service, error, message)
+
     async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            channel = await client.open_service(service)
+            channel_bridge = await client.open_service(
+                service, lambda channel: ChannelBridge(channel, on_control=refused)
+            )
         except ClientError as exc:
             log.error("A connection to %r failed at the %s step: %s", service, exc.step, exc)
             writer.close()
             return
-
-        def refused(error: str, message: str) -> None:
-            log.error("The homelab closed %r (%s): %s", service, error, message)
-
-        await ChannelBridge(channel, on_control=refused).run(reader, writer)
+        await channel_bridge.run(reader, writer)
 
     def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.create_task(bridge(reader, writer))
@@ -91,16 +92,20 @@ async def _stdio() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 
 async def pipe(options: ClientOptions, service: str) -> int:
     """stdin/stdout to ``service``: ``ssh -o ProxyCommand='homelab-p2p pipe ssh' user@homelab``."""
-    install(options.ice)
-    log.info(options.ice.describe())
+    data_path = install(options.ice, options.data_path)
+    log.info("%s; %s", options.ice.describe(), data_path.describe())
     client = BridgeClient(options)
+    refusals: list[str] = []
     try:
-        channel = await client.open_service(service)
+        bridge = await client.open_service(
+            service,
+            lambda channel: ChannelBridge(
+                channel, on_control=lambda error, message: refusals.append(message)
+            ),
+        )
     except ClientError as exc:
         report(exc)
         return 1
-    refusals: list[str] = []
-    bridge = ChannelBridge(channel, on_control=lambda error, message: refusals.append(message))
     try:
         reader, writer = await _stdio()
     except (OSError, ValueError) as exc:
@@ -125,12 +130,11 @@ async def fetch(
     request: "FetchRequest",
 ) -> int:
     """One HTTP request to an ``http://`` service, curl-like: the body to stdout or a file."""
-    install(options.ice)
-    log.info(options.ice.describe())
+    data_path = install(options.ice, options.data_path)
+    log.info("%s; %s", options.ice.describe(), data_path.describe())
     client = BridgeClient(options)
     try:
-        channel = await client.open_service(service)
-        exchange = ChannelRequest(channel)
+        exchange = await client.open_service(service, ChannelRequest)
         await exchange.send(request.method, request.path, request.headers, request.body)
         head, body = await exchange.response()
         status = head.status

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from homelab_server.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_url
+from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
 from signaling_lambda.names import DEFAULT_NAME, NAME_RULE, is_valid_name
 
 ECHO_LABEL = "echo"
@@ -54,6 +55,7 @@ class DaemonConfig:
     reconnect_max_delay: float = 30.0
     max_connection_age: float = 6600.0
     log_level: str = "INFO"
+    data_path: DataPathOptions = field(default_factory=DataPathOptions)
     source: str = "config.yml"
 
     def read_token(self) -> str:
@@ -117,6 +119,8 @@ KNOWN_KEYS = [
     "reconnect_max_delay",
     "max_connection_age",
     "log_level",
+    "data_path",
+    "ack_policy",
 ]
 
 
@@ -193,6 +197,15 @@ def _port_range(reader: _Reader) -> tuple[int, int] | None:
     return value[0], value[1]
 
 
+def _data_path(reader: _Reader) -> DataPathOptions:
+    path = reader.take("data_path", DataPath.FAST.value)
+    ack_policy = reader.take("ack_policy", AckPolicy.RFC.value)
+    try:
+        return parse_data_path(path, ack_policy)
+    except ValueError as exc:  # its message starts with the key
+        raise ConfigError(f"{reader.source}: {exc}") from None
+
+
 def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
     if not isinstance(data, dict):
         raise ConfigError(
@@ -236,6 +249,7 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
         reconnect_max_delay=reader.number("reconnect_max_delay", 30.0, 1, 3600),
         max_connection_age=reader.number("max_connection_age", 6600.0, 10, 7140),
         log_level=log_level,
+        data_path=_data_path(reader),
         source=source,
     )
     reader.reject_unknown(KNOWN_KEYS)

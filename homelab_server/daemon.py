@@ -27,7 +27,7 @@ PROG = "homelab_server"
 
 
 async def run(config: DaemonConfig) -> int:
-    install(IcePolicy(config.ice_servers, config.ice_port_range))
+    data_path = install(IcePolicy(config.ice_servers, config.ice_port_range), config.data_path)
     router = ServiceRouter(config.services)
     signaling: HomelabSignaling | None = None
 
@@ -40,6 +40,7 @@ async def run(config: DaemonConfig) -> int:
     log.info("homelab_server starting as %r; services: %s", config.name, router.offered())
     notify(STATUS=f"Connecting to {config.signaling_url}")
     log.info(current_policy().describe())
+    log.info(data_path.describe())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -144,7 +144,9 @@ class PeerManager:
             log.warning("Ignored a candidate from %s: %s", client, exc)
 
     def _on_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
-        peer.spawn(self._router.serve(channel, peer.client_id))
+        work = self._router.serve(channel, peer.client_id)
+        if work is not None:
+            peer.spawn(work)
 
     def _on_state(self, peer: Peer) -> None:
         state = peer.pc.connectionState

@@ -8,7 +8,7 @@ and is closed, and the log says so.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 
 import aiohttp
 from aiortc import RTCDataChannel
@@ -52,12 +52,17 @@ class ServiceRouter:
     def offered(self) -> str:
         return ", ".join([*self._services, ECHO_LABEL])
 
-    async def serve(self, channel: RTCDataChannel, peer: str) -> None:
-        """Serve one channel until it ends (run it as a task of its peer)."""
+    def serve(self, channel: RTCDataChannel, peer: str) -> Awaitable[None] | None:
+        """Starts listening on ``channel`` now; returns the work that serves it, if any.
+
+        Call it from the ``datachannel`` event itself: the client's first messages can be
+        handled in the same loop step as the channel's opening (datagrams are read in
+        batches), so whatever consumes them must already listen.
+        """
         label = channel.label
         if label == ECHO_LABEL:
             EchoChannel(channel)
-            return
+            return None
         service = self._services.get(label)
         if service is None:
             log.warning(
@@ -71,15 +76,15 @@ class ServiceRouter:
                 "unknown_service",
                 f"this homelab offers no service {label!r} (offered: {self.offered()})",
             )
-            return
+            return None
         log.info("Peer %s opened %r -> %s", peer, label, service.url)
         if service.scheme == "tcp":
-            await self._serve_tcp(channel, service, peer)
-        else:
-            await HttpExchange(channel, service, self._session()).run()
+            return self._serve_tcp(ChannelBridge(channel), channel, service, peer)
+        return HttpExchange(channel, service, self._session()).run()
 
-    async def _serve_tcp(self, channel: RTCDataChannel, service: Service, peer: str) -> None:
-        bridge = ChannelBridge(channel)  # listens now, so nothing is lost while connecting
+    async def _serve_tcp(
+        self, bridge: ChannelBridge, channel: RTCDataChannel, service: Service, peer: str
+    ) -> None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 reader, writer = await asyncio.open_connection(service.host, service.port)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from aiortc import RTCDataChannel
+
 from homelab_server.client import BridgeClient, ClientError, ClientOptions, TargetNotConnected
 from homelab_server.doctor import guide
 from homelab_server.doctor.nat import stun_mappings, turn_allocation
@@ -280,20 +282,23 @@ class Doctor:
         name = "WebRTC to the echo channel"
         if not self._target_alive:
             return Result(7, name, "skip", "needs the target alive (step 4)")
-        install(self.options.ice)
+        install(self.options.ice, self.options.data_path)
         client = BridgeClient(self.options)
         started = time.monotonic()
         try:
-            channel = await client.open_service("echo")
-            opened = _ms(started)
-            pair = selected_pair(client.pc) if client.pc else None
             answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
             def on_message(message: Any) -> None:
                 if not answered.done():
                     answered.set_result(message)
 
-            channel.on("message", on_message)
+            def listen(channel: RTCDataChannel) -> RTCDataChannel:
+                channel.on("message", on_message)
+                return channel
+
+            channel = await client.open_service("echo", listen)
+            opened = _ms(started)
+            pair = selected_pair(client.pc) if client.pc else None
             sent = time.monotonic()
             channel.send("doctor")
             async with asyncio.timeout(self.timeout):

@@ -1,25 +1,36 @@
 """The project's seam to aiortc: everything that reaches into aiortc's or aioice's internals.
 
-``install(policy)`` puts two subclasses in place, once per process, before any peer
+``install(policy, data_path)`` puts subclasses in place, once per process, before any peer
 connection exists: ``ice.BridgeIceConnection`` (port range, every STUN/TURN server) and
-``sctp.FlowControlledSctpTransport`` (flow control both ways). Both extend aiortc 1.16.0 /
-aioice 0.13.0, the exact versions pyproject.toml pins; ``install`` refuses any other.
-Everything outside this package uses aiortc's public API only.
+``sctp.FlowControlledSctpTransport`` (flow control both ways) always, and with the fast data
+path the classes of ``fastpath`` (see its docstring). All of them extend aiortc 1.16.0 /
+aioice 0.13.0, the exact versions pyproject.toml pins; on any other version the fast path
+stays off with one warning. Everything outside this package uses aiortc's public API only.
 """
 
-import importlib.metadata
 import logging
 from typing import Any
 
+import aiortc.rtcdtlstransport
 import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-from homelab_server.webrtc.ice import BridgeIceConnection, IcePolicy, PortRangeExhausted, set_policy
+from homelab_server.webrtc import fastpath
+from homelab_server.webrtc.datapath import DataPath, DataPathOptions
+from homelab_server.webrtc.ice import (
+    BridgeIceConnection,
+    HostProtocol,
+    IcePolicy,
+    PortRangeExhausted,
+    set_host_protocol,
+    set_policy,
+)
 from homelab_server.webrtc.sctp import FlowControlledSctpTransport
 
 __all__ = [
+    "DataPathOptions",
     "IcePolicy",
     "PortRangeExhausted",
     "install",
@@ -29,28 +40,34 @@ __all__ = [
 ]
 
 log = logging.getLogger("homelab_server.webrtc")
-PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+STANDARD_DTLS = aiortc.rtcdtlstransport.RTCDtlsTransport
 
 
-class UnsupportedAiortc(RuntimeError):
-    """aiortc or aioice is not the version this seam was written for."""
-
-
-def install(policy: IcePolicy) -> None:
-    for package, version in PINNED.items():
-        found = importlib.metadata.version(package)
-        if found != version:
-            raise UnsupportedAiortc(
-                f"{package} {found} is installed, but homelab-p2p-bridge extends {package} "
-                f"{version} (reinstall the project to get it)"
-            )
+def install(policy: IcePolicy, data_path: DataPathOptions | None = None) -> DataPathOptions:
+    """Puts the seams in place; returns the data path in use, for the caller to log."""
+    data_path = data_path or DataPathOptions()
     set_policy(policy)
-    # aiortc refers to these two classes through module globals; these are the seams.
+    # aiortc refers to these classes through module globals; these are the seams.
     aiortc.rtcicetransport.Connection = BridgeIceConnection  # type: ignore[attr-defined]
-    aiortc.rtcpeerconnection.RTCSctpTransport = FlowControlledSctpTransport  # type: ignore[attr-defined]
     # Never aiortc's implicit public STUN server: only what the policy names is used.
     gatherer = aiortc.rtcicetransport.RTCIceGatherer
     gatherer.getDefaultIceServers = staticmethod(_no_default_servers)  # type: ignore[method-assign]
+
+    if data_path.path is DataPath.FAST and (reason := fastpath.incompatibility()):
+        log.warning(
+            "%s: the fast data path is off and aiortc's standard path runs "
+            "(reinstall the project to get the versions it pins)",
+            reason,
+        )
+        data_path = DataPathOptions(DataPath.STANDARD)
+    fast = data_path.path is DataPath.FAST
+    if fast:
+        fastpath.configure(data_path.ack_policy)
+    set_host_protocol(fastpath.FastHostProtocol if fast else HostProtocol)
+    pc_module: Any = aiortc.rtcpeerconnection
+    pc_module.RTCDtlsTransport = fastpath.FastDtlsTransport if fast else STANDARD_DTLS
+    pc_module.RTCSctpTransport = fastpath.FastSctpTransport if fast else FlowControlledSctpTransport
+    return data_path
 
 
 def _no_default_servers() -> list[RTCIceServer]:

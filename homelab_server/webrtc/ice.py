@@ -73,39 +73,64 @@ def current_policy() -> IcePolicy:
     return _policy
 
 
-async def bind_udp(
-    protocol_factory: Callable[[], StunProtocol], address: str, port_range: tuple[int, int] | None
-) -> tuple[asyncio.DatagramTransport, StunProtocol]:
-    """A UDP endpoint on ``address``, on a free port of ``port_range`` (any port without one)."""
-    loop = asyncio.get_running_loop()
-    if port_range is None:
-        transport, protocol = await loop.create_datagram_endpoint(
-            protocol_factory, local_addr=(address, 0)
-        )
-        return transport, protocol
-    low, high = port_range
-    ports = list(range(low, high + 1))
-    start = random.randrange(len(ports))  # noqa: S311 - spreads peers over the range
+class HostProtocol(StunProtocol):
+    """aioice's protocol on a host candidate's socket; the fast data path extends it."""
+
+    def bound(self, sock: socket.socket) -> None:
+        """Called once the endpoint exists, with its socket."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
+
+
+_host_protocol: type[HostProtocol] = HostProtocol
+
+
+def set_host_protocol(protocol: type[HostProtocol]) -> None:
+    global _host_protocol  # noqa: PLW0603 - one data path per process, set at start-up
+    _host_protocol = protocol
+
+
+def _bind_socket(address: str, port_range: tuple[int, int] | None) -> socket.socket:
+    """A UDP socket bound to ``address``, on a free port of ``port_range`` (any without one)."""
     family = (
         socket.AF_INET6
         if ipaddress.ip_address(address.split("%", maxsplit=1)[0]).version == 6
         else socket.AF_INET
     )
-    for port in ports[start:] + ports[:start]:
+    if port_range is None:
+        ports = [0]
+    else:
+        low, high = port_range
+        ports = list(range(low, high + 1))
+        start = random.randrange(len(ports))  # noqa: S311 - spreads peers over the range
+        ports = ports[start:] + ports[:start]
+    for port in ports:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.bind((address, port))
         except OSError as exc:
             sock.close()
-            if exc.errno == errno.EADDRINUSE:
+            if exc.errno == errno.EADDRINUSE and port_range is not None:
                 continue
             raise
         sock.setblocking(False)
-        transport, protocol = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
-        return transport, protocol
+        return sock
+    assert port_range is not None
     raise PortRangeExhausted(
-        f"every UDP port of ice_port_range {low}-{high} is in use on {address}"
+        f"every UDP port of ice_port_range {port_range[0]}-{port_range[1]} is in use on {address}"
     )
+
+
+async def bind_udp(
+    protocol_factory: Callable[[], HostProtocol],
+    address: str,
+    port_range: tuple[int, int] | None,
+) -> tuple[asyncio.DatagramTransport, HostProtocol]:
+    """A UDP endpoint on ``address``, on a free port of ``port_range`` (any port without one)."""
+    sock = _bind_socket(address, port_range)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
+    protocol.bound(sock)
+    return transport, protocol
 
 
 class BridgeIceConnection(Connection):
@@ -123,7 +148,7 @@ class BridgeIceConnection(Connection):
         for address in addresses:
             try:
                 transport, protocol = await bind_udp(
-                    lambda: StunProtocol(self), address, policy.port_range
+                    lambda: _host_protocol(self), address, policy.port_range
                 )
             except PortRangeExhausted:
                 for opened in host_protocols:
@@ -132,9 +157,6 @@ class BridgeIceConnection(Connection):
             except OSError as exc:
                 log.debug("Could not bind to %s: %s", address, exc)
                 continue
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
             host, port = transport.get_extra_info("sockname")[:2]
             protocol.local_candidate = Candidate(
                 foundation=candidate_foundation("host", "udp", host),

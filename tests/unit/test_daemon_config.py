@@ -1,13 +1,16 @@
 """The daemon's config: every key checked on load, one sentence naming the key when wrong."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from homelab_server.config import ConfigError, load_config, parse_config
+from homelab_server.config import KNOWN_KEYS, ConfigError, load_config, parse_config
+from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions
 
 VALID: dict[str, Any] = {
     "signaling_url": "wss://abc123.execute-api.us-east-1.amazonaws.com/prod",
@@ -53,7 +56,23 @@ def test_defaults_are_the_originals() -> None:
     assert config.name == "laptop"
     assert [s.url for s in config.ice_servers] == ["stun:stun.l.google.com:19302"]
     assert config.ice_port_range is None
+    assert config.data_path == DataPathOptions(DataPath.FAST, AckPolicy.RFC)
     assert parse_config(with_(ice_servers=[])).ice_servers == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"data_path": "standard"}, DataPathOptions(DataPath.STANDARD, AckPolicy.RFC)),
+        ({"ack_policy": "aggressive"}, DataPathOptions(DataPath.FAST, AckPolicy.AGGRESSIVE)),
+        (
+            {"data_path": "fast", "ack_policy": "rfc"},
+            DataPathOptions(DataPath.FAST, AckPolicy.RFC),
+        ),
+    ],
+)
+def test_the_data_path_options(changes: dict[str, Any], expected: DataPathOptions) -> None:
+    assert parse_config(with_(**changes)).data_path == expected
 
 
 @pytest.mark.parametrize(
@@ -92,6 +111,11 @@ def test_defaults_are_the_originals() -> None:
         ({"ping_interval": 600}, "ping_interval: must be a number from 1 to 300"),
         ({"max_connection_age": 9000}, "max_connection_age: must be a number from 10 to 7140"),
         ({"log_level": "LOUD"}, "log_level: use one of DEBUG, INFO, WARNING, ERROR"),
+        ({"data_path": "turbo"}, "data_path: 'turbo' is not one of fast, standard"),
+        ({"data_path": ["fast"]}, "data_path: ['fast'] is not one of fast, standard"),
+        ({"ack_policy": "RFC"}, "ack_policy: 'RFC' is not one of rfc, aggressive"),
+        ({"ack_polcy": "rfc"}, "ack_polcy: unknown key; did you mean 'ack_policy'?"),
+        ({"datapath": "fast"}, "datapath: unknown key; did you mean 'data_path'?"),
     ],
 )
 def test_each_problem_names_its_key(changes: dict[str, Any], message: str) -> None:
@@ -156,3 +180,25 @@ def test_check_says_whether_the_configuration_is_usable_without_starting(tmp_pat
     )  # fmt: skip
     assert unusable.returncode == 2
     assert "max_peers: must be a whole number" in unusable.stderr
+
+
+ROLE = Path(__file__).parents[2] / "roles" / "homelab_server"
+
+
+def test_the_role_writes_every_key_with_the_daemons_choices_and_defaults() -> None:
+    """roles/homelab_server: config.yml.j2 sets every key, argument_specs.yml and defaults agree."""
+    template = (ROLE / "templates" / "config.yml.j2").read_text()
+    written = set(re.findall(r"^  '(\w+)': homelab_server_\w+", template, re.MULTILINE))
+    assert written == set(KNOWN_KEYS) - {"token"}  # the role always uses token_file
+    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    daemon = DataPathOptions()
+    for key, enum, default in (
+        ("data_path", DataPath, daemon.path),
+        ("ack_policy", AckPolicy, daemon.ack_policy),
+    ):
+        variable = f"homelab_server_{key}"
+        assert options[variable]["choices"] == [member.value for member in enum]
+        assert options[variable]["default"] == defaults[variable] == default.value
+        assert f"'{key}': {variable}," in template

@@ -1,0 +1,84 @@
+"""The client's options: --data-path and --ack-policy over client.yml over the defaults."""
+
+from pathlib import Path
+
+import pytest
+
+from homelab_server.cli import build_parser
+from homelab_server.client import ClientOptions
+from homelab_server.clientconfig import client_options
+from homelab_server.config import ConfigError
+from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions
+
+BASICS = "signaling_url: ws://127.0.0.1:8765/prod\ntoken: t\n"
+
+
+def options(tmp_path: Path, file: str, *flags: str, command: str = "pipe") -> ClientOptions:
+    """What ``homelab-p2p COMMAND`` runs with, given client.yml's text and the flags."""
+    config = tmp_path / "client.yml"
+    config.write_text(BASICS + file)
+    service = ["ssh"] if command == "pipe" else []
+    args = build_parser().parse_args([command, *service, "--config", str(config), *flags])
+    return client_options(args)
+
+
+def test_the_default_is_the_fast_path_with_rfc_acknowledgements(tmp_path: Path) -> None:
+    assert options(tmp_path, "").data_path == DataPathOptions(DataPath.FAST, AckPolicy.RFC)
+
+
+@pytest.mark.parametrize("command", ["pipe", "echo", "doctor"])
+def test_the_flags_set_them_for_every_command(tmp_path: Path, command: str) -> None:
+    chosen = options(tmp_path, "", "--data-path", "standard", command=command)
+    assert chosen.data_path == DataPathOptions(DataPath.STANDARD, AckPolicy.RFC)
+    chosen = options(tmp_path, "", "--ack-policy", "aggressive", command=command)
+    assert chosen.data_path == DataPathOptions(DataPath.FAST, AckPolicy.AGGRESSIVE)
+
+
+def test_the_file_sets_them_and_each_flag_wins_over_its_key(tmp_path: Path) -> None:
+    file = "data_path: standard\nack_policy: aggressive\n"
+    assert options(tmp_path, file).data_path == DataPathOptions(
+        DataPath.STANDARD, AckPolicy.AGGRESSIVE
+    )
+    assert options(tmp_path, file, "--data-path", "fast").data_path == DataPathOptions(
+        DataPath.FAST, AckPolicy.AGGRESSIVE
+    )
+    assert options(tmp_path, file, "--ack-policy", "rfc").data_path == DataPathOptions(
+        DataPath.STANDARD, AckPolicy.RFC
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "message"),
+    [
+        ("data_path: turbo\n", "data_path: 'turbo' is not one of fast, standard"),
+        ("ack_policy: none\n", "ack_policy: 'none' is not one of rfc, aggressive"),
+        ("ack_policy:\n", "ack_policy: None is not one of rfc, aggressive"),
+    ],
+)
+def test_a_bad_value_in_the_file_is_one_sentence_naming_the_key(
+    tmp_path: Path, file: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        options(tmp_path, file)
+    assert str(refused.value) == f"client configuration: {message}"
+
+
+def test_a_misspelled_key_in_the_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data-path: unknown key; known keys: .*data_path"):
+        options(tmp_path, "data-path: standard\n")
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (["--data-path", "turbo"], "argument --data-path: invalid choice: 'turbo'"),
+        (["--ack-policy", "RFC"], "argument --ack-policy: invalid choice: 'RFC'"),
+    ],
+)
+def test_a_bad_flag_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], error: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        options(tmp_path, "", *flags)
+    assert exited.value.code == 2
+    assert error in capsys.readouterr().err
