@@ -4,8 +4,10 @@
 connection exists: ``ice.BridgeIceConnection`` (port range, every STUN/TURN server) and
 ``sctp.FlowControlledSctpTransport`` (flow control both ways) always, and with the fast data
 path the classes of ``fastpath`` (see its docstring). All of them extend aiortc 1.16.0 /
-aioice 0.13.0, the exact versions pyproject.toml pins; on any other version the fast path
-stays off with one warning. Everything outside this package uses aiortc's public API only.
+aioice 0.13.0, the exact versions pyproject.toml pins. The first two override a few methods
+and go in on any version; the fast path replaces much more, so on any other version
+it stays off with one warning line and aiortc's standard path runs. Everything outside
+this package uses aiortc's public API only.
 """
 
 import logging

@@ -9,6 +9,8 @@ and the first TURN server it is given. ``BridgeIceConnection`` gathers instead:
   different mappings, which is itself useful to a symmetric NAT's peer);
 - a relayed candidate from every TURN server.
 
+It also drops empty datagrams, which would end aiortc's DTLS reader. Host sockets are
+served by ``HostProtocol`` (the fast data path puts its own subclass in its place).
 Everything else (pairing, checks, consent) is aioice's. The policy is per process: the
 daemon and the client each install theirs once (see ``webrtc.install``).
 """
@@ -135,6 +137,10 @@ async def bind_udp(
 
 class BridgeIceConnection(Connection):
     """aioice's Connection, gathering with the process's IcePolicy (see the module doc)."""
+
+    def data_received(self, data: bytes, component: int) -> None:
+        if data:  # an empty datagram (or TURN payload) would end aiortc's DTLS reader
+            super().data_received(data, component)
 
     async def get_component_candidates(  # aioice's signature, `timeout` included
         self,

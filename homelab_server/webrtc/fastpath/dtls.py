@@ -77,8 +77,6 @@ class FastDtlsTransport(RTCDtlsTransport):
             return  # SRTP: the bridge negotiates no media
         try:
             plain = self._decrypt(data)
-        except ConnectionError:
-            raise
         except Exception as exc:
             self._fall_back(exc)
             return

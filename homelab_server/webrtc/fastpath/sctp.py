@@ -7,9 +7,9 @@ On top of the flow-controlled transport (webrtc/sctp.py), and changing only what
   every ``sack_every``-th such packet, at once on a gap or a duplicate (RFC 9260 sections
   6.2 and 6.7), whenever no datagram is waiting (acks sooner, never fewer), and otherwise
   within ``SACK_DELAY``. The RFC policy acks every second packet;
-- sending: ``max_burst`` packets per call beyond what is in flight (the RFC's Max.Burst is 4),
-  and the sent queue is scanned for retransmissions only when a SACK reported a gap or T3
-  expired, not on every call (the scan was O(packets in flight) per SACK);
+- sending: ``max_burst`` packets per call beyond what is in flight (the RFC's Max.Burst is 4);
+  chunks marked for retransmission are kept in a queue of their own, so a send costs what
+  is due (aiortc scanned every packet in flight on every send, including every SACK);
 - receiving: a DATA chunk that is the next TSN, with nothing out of order, skips the
   reassembly bookkeeping; a message is reassembled once, when its last fragment arrives;
 - a burst is sent corked: its DTLS records leave together (dtls.py).
@@ -18,6 +18,7 @@ On top of the flow-controlled transport (webrtc/sctp.py), and changing only what
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any, ClassVar
 
 from aiortc.rtcsctptransport import (
@@ -27,11 +28,10 @@ from aiortc.rtcsctptransport import (
     USERDATA_MAX_LENGTH,
     DataChunk,
     InitChunk,
-    SackChunk,
     parse_packet,
     tsn_plus_one,
 )
-from aiortc.utils import uint16_add
+from aiortc.utils import uint16_add, uint32_gte
 
 from homelab_server.webrtc.datapath import AckPolicy
 from homelab_server.webrtc.fastpath.dtls import FastDtlsTransport
@@ -59,7 +59,7 @@ class FastSctpTransport(FlowControlledSctpTransport):
         self._unacked_packets = 0
         self._unacked_since = 0.0
         self._sack_timer: asyncio.TimerHandle | None = None
-        self._retransmit_due = False
+        self._due: deque[DataChunk] = deque()
 
     # --- acknowledging -----------------------------------------------------------------
 
@@ -164,13 +164,16 @@ class FastSctpTransport(FlowControlledSctpTransport):
 
     # --- sending -----------------------------------------------------------------------
 
-    async def _receive_sack_chunk(self, chunk: SackChunk) -> None:
-        if chunk.gaps:
-            self._retransmit_due = True  # chunks may be struck as missing
-        await super()._receive_sack_chunk(chunk)
+    def _maybe_abandon(self, chunk: DataChunk) -> bool:
+        # aiortc calls this exactly where it marks a chunk for retransmission (a third miss
+        # reported by SACKs, or T3 expiring), and marks it unless it is abandoned.
+        abandoned = super()._maybe_abandon(chunk)
+        if not abandoned:
+            self._due.append(chunk)
+        return abandoned
 
     def _t3_expired(self) -> None:
-        self._retransmit_due = True
+        self._due.clear()  # T3 marks every outstanding chunk again, in order
         super()._t3_expired()
 
     async def _transmit(self) -> None:
@@ -184,7 +187,7 @@ class FastSctpTransport(FlowControlledSctpTransport):
                 await dtls.uncork()
 
     async def _transmit_burst(self) -> None:
-        """aiortc's ``_transmit`` with this class's burst and a retransmit scan only when due."""
+        """aiortc's ``_transmit`` with this class's burst, resending only the chunks due."""
         if self._forward_tsn_chunk is not None:
             await self._send_chunk(self._forward_tsn_chunk)
             self._forward_tsn_chunk = None
@@ -198,23 +201,23 @@ class FastSctpTransport(FlowControlledSctpTransport):
             burst_size = self.max_burst * USERDATA_MAX_LENGTH
         cwnd = min(self._flight_size + burst_size, self._cwnd)
 
-        if self._retransmit_due:
-            retransmit_earliest = True
-            for chunk in self._sent_queue:
-                if chunk._retransmit:
-                    if self._fast_recovery_transmit:
-                        self._fast_recovery_transmit = False
-                    elif self._flight_size >= cwnd:
-                        return
-                    self._flight_size_increase(chunk)
-                    chunk._misses = 0
-                    chunk._retransmit = False
-                    chunk._sent_count += 1
-                    await self._send_chunk(chunk)
-                    if retransmit_earliest:
-                        self._t3_restart()
-                retransmit_earliest = False
-            self._retransmit_due = False
+        while self._due:
+            chunk = self._due[0]
+            if not chunk._retransmit or uint32_gte(self._last_sacked_tsn, chunk.tsn):
+                self._due.popleft()  # sent again already, abandoned, or acknowledged
+                continue
+            if self._fast_recovery_transmit:
+                self._fast_recovery_transmit = False
+            elif self._flight_size >= cwnd:
+                return
+            self._due.popleft()
+            self._flight_size_increase(chunk)
+            chunk._misses = 0
+            chunk._retransmit = False
+            chunk._sent_count += 1
+            await self._send_chunk(chunk)
+            if self._sent_queue and chunk is self._sent_queue[0]:
+                self._t3_restart()  # the earliest outstanding chunk is being resent
 
         while self._outbound_queue and self._flight_size < cwnd:
             chunk = self._outbound_queue.popleft()
