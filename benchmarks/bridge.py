@@ -400,8 +400,7 @@ async def chromium_mode(bench: Bench) -> dict[str, Any]:
         # The Popen's pid is Chromium's browser process (ip netns exec, bash and Debian's
         # wrapper script each exec the next); its renderer, GPU and network service are its
         # descendants.
-        assert browser._process is not None
-        chromium_pid = browser._process.pid
+        chromium_pid = browser.pid
         await browser.goto(f"http://{HOME_IP}:8765/")
         state = await browser.evaluate(connect_expression())
         if state.get("connection") != "connected":

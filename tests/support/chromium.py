@@ -156,6 +156,12 @@ class Chromium:
             raise BrowserError(thrown.get("description") or details.get("text") or str(details))
         return answer["result"].get("value")
 
+    @property
+    def pid(self) -> int:
+        """The browser's main process (its renderers and services are its descendants)."""
+        assert self._process is not None, "the browser has not been started"
+        return self._process.pid
+
     def log(self) -> str:
         return (self.workdir / "chromium.log").read_text(errors="replace")
 
