@@ -144,7 +144,12 @@ class PeerManager:
             log.warning("Ignored a candidate from %s: %s", client, exc)
 
     def _on_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
-        work = self._router.serve(channel, peer.client_id)
+        # Runs inside aiortc's packet handling: an exception here would end the connection.
+        try:
+            work = self._router.serve(channel, peer.client_id)
+        except Exception:
+            log.exception("Serving a channel of %s failed (a bug)", peer.client_id)
+            return
         if work is not None:
             peer.spawn(work)
 
