@@ -26,10 +26,15 @@ def report(error: ClientError) -> None:
     print(f"homelab-p2p: {prefix}{error}", file=sys.stderr)
 
 
-async def forward(options: ClientOptions, service: str, host: str, port: int) -> int:
-    """Each TCP connection accepted on host:port becomes a data channel to ``service``."""
+def _install(options: ClientOptions) -> None:
+    """The process's WebRTC seams, and a log line saying what runs (``-v`` shows it)."""
     data_path = install(options.ice, options.data_path)
     log.info("%s; %s", options.ice.describe(), data_path.describe())
+
+
+async def forward(options: ClientOptions, service: str, host: str, port: int) -> int:
+    """Each TCP connection accepted on host:port becomes a data channel to ``service``."""
+    _install(options)
     client = BridgeClient(options)
     try:
         await client.connect()  # fail now, not at the first connection, if the homelab is away
@@ -92,8 +97,7 @@ async def _stdio() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 
 async def pipe(options: ClientOptions, service: str) -> int:
     """stdin/stdout to ``service``: ``ssh -o ProxyCommand='homelab-p2p pipe ssh' user@homelab``."""
-    data_path = install(options.ice, options.data_path)
-    log.info("%s; %s", options.ice.describe(), data_path.describe())
+    _install(options)
     client = BridgeClient(options)
     refusals: list[str] = []
     try:
@@ -130,8 +134,7 @@ async def fetch(
     request: "FetchRequest",
 ) -> int:
     """One HTTP request to an ``http://`` service, curl-like: the body to stdout or a file."""
-    data_path = install(options.ice, options.data_path)
-    log.info("%s; %s", options.ice.describe(), data_path.describe())
+    _install(options)
     client = BridgeClient(options)
     try:
         exchange = await client.open_service(service, ChannelRequest)

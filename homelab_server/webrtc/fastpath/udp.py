@@ -123,9 +123,8 @@ class FastHostProtocol(HostProtocol):
 
     def send_many(self, datagrams: list[bytes], addr: tuple[str, int]) -> None:
         """Datagrams in order, each run of equal sizes in one system call where GSO allows."""
-        for group in gso_groups(datagrams) if FastHostProtocol.gso else [datagrams]:
-            one_by_one = not FastHostProtocol.gso or self._queued()
-            if len(group) == 1 or one_by_one:
+        for group in gso_groups(datagrams):
+            if len(group) == 1 or not FastHostProtocol.gso or self._queued():
                 for datagram in group:
                     self.send_now(datagram, addr)
                 continue
