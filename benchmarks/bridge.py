@@ -534,36 +534,47 @@ async def profile_transfer(
     return {name: sampler.stop() for name, sampler in samplers.items()}
 
 
+async def time_pipe(client: Namespace) -> tuple[float, float | None]:
+    """``homelab-p2p pipe echo7`` once: (process start to first byte echoed, negotiation s).
+
+    The negotiation (signaling, ICE, DTLS and the first channel) is the client's own figure,
+    from its log; None if it did not log one.
+    """
+    argv = [venv_bin("homelab-p2p"), "pipe", "echo7", "-v", *client_args(SIGNALING)]
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        *client.command(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(b"x")
+    await process.stdin.drain()
+    assert await asyncio.wait_for(process.stdout.read(1), 30) == b"x"
+    first_byte = time.perf_counter() - started
+    process.stdin.close()
+    _, stderr = await process.communicate()
+    match = re.search(rb"Connected to 'laptop' in ([\d.]+) s", stderr)
+    return first_byte, float(match.group(1)) if match else None
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_s": round(statistics.median(ordered), 3),
+        "p95_s": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 3),
+    }
+
+
 async def setup_times(client: Namespace, runs: int) -> dict[str, Any]:
     first_byte, negotiation = [], []
-    argv = [venv_bin("homelab-p2p"), "pipe", "echo7", "-v", *client_args(SIGNALING)]
     for _ in range(runs):
-        started = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            *client.command(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert process.stdin is not None
-        assert process.stdout is not None
-        process.stdin.write(b"x")
-        await process.stdin.drain()
-        assert await asyncio.wait_for(process.stdout.read(1), 30) == b"x"
-        first_byte.append(time.perf_counter() - started)
-        process.stdin.close()
-        _, stderr = await process.communicate()
-        match = re.search(rb"Connected to 'laptop' in ([\d.]+) s", stderr)
-        if match:
-            negotiation.append(float(match.group(1)))
-
-    def percentiles(values: list[float]) -> dict[str, float]:
-        ordered = sorted(values)
-        return {
-            "p50_s": round(statistics.median(ordered), 3),
-            "p95_s": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 3),
-        }
-
+        first, negotiated = await time_pipe(client)
+        first_byte.append(first)
+        if negotiated is not None:
+            negotiation.append(negotiated)
     return {
         "runs": runs,
         "process_start_to_first_byte": percentiles(first_byte),

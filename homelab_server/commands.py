@@ -168,6 +168,11 @@ async def fetch(
     except HttpExchangeError as exc:
         print(f"homelab-p2p: {service!r}: {exc}", file=sys.stderr)
         return 1
+    except ConnectionError as exc:
+        print(
+            f"homelab-p2p: {service!r}: the connection to the homelab ended: {exc}", file=sys.stderr
+        )
+        return 1
     finally:
         await client.close()
     return 22 if request.fail and status >= 400 else 0

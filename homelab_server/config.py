@@ -51,6 +51,9 @@ class DaemonConfig:
     ice_port_range: tuple[int, int] | None = None
     services: Mapping[str, Service] = field(default_factory=dict)
     max_peers: int = 32
+    peer_connect_timeout: float = 30.0
+    max_channels_per_peer: int = 64
+    max_offers_per_minute: int = 10
     ping_interval: float = 240.0
     reconnect_max_delay: float = 30.0
     max_connection_age: float = 6600.0
@@ -115,6 +118,9 @@ KNOWN_KEYS = [
     "ice_port_range",
     "services",
     "max_peers",
+    "peer_connect_timeout",
+    "max_channels_per_peer",
+    "max_offers_per_minute",
     "ping_interval",
     "reconnect_max_delay",
     "max_connection_age",
@@ -245,6 +251,9 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
         ice_port_range=_port_range(reader),
         services=_services(reader),
         max_peers=reader.number("max_peers", 32, 1, 1000, whole=True),
+        peer_connect_timeout=reader.number("peer_connect_timeout", 30.0, 5, 300),
+        max_channels_per_peer=reader.number("max_channels_per_peer", 64, 1, 1024, whole=True),
+        max_offers_per_minute=reader.number("max_offers_per_minute", 10, 1, 600, whole=True),
         ping_interval=reader.number("ping_interval", 240.0, 1, 300),
         reconnect_max_delay=reader.number("reconnect_max_delay", 30.0, 1, 3600),
         max_connection_age=reader.number("max_connection_age", 6600.0, 10, 7140),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from homelab_server.config import ConfigError, DaemonConfig, load_config
 from homelab_server.logs import configure_logging
-from homelab_server.peers import PeerManager
+from homelab_server.peers import PeerLimits, PeerManager
 from homelab_server.sdnotify import notify
 from homelab_server.services import ServiceRouter
 from homelab_server.signaling import HomelabSignaling
@@ -35,7 +35,13 @@ async def run(config: DaemonConfig) -> int:
         assert signaling is not None
         return await signaling.send_signal(to, data)
 
-    peers = PeerManager(current_policy(), router, send_signal, config.max_peers)
+    limits = PeerLimits(
+        max_peers=config.max_peers,
+        connect_timeout=config.peer_connect_timeout,
+        max_channels=config.max_channels_per_peer,
+        offers_per_minute=config.max_offers_per_minute,
+    )
+    peers = PeerManager(current_policy(), router, send_signal, limits)
     signaling = HomelabSignaling(config, peers.on_signal, peers.on_signaling_error)
     log.info("homelab_server starting as %r; services: %s", config.name, router.offered())
     notify(STATUS=f"Connecting to {config.signaling_url}")

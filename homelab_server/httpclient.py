@@ -28,10 +28,16 @@ class ChannelRequest:
     async def send(
         self, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b""
     ) -> None:
-        await self._channel.send(request_head(method, path, headers))
-        for start in range(0, len(body), READ_SIZE):
-            await self._channel.send(body[start : start + READ_SIZE])
-        await self._channel.send(END)
+        try:
+            await self._channel.send(request_head(method, path, headers))
+            for start in range(0, len(body), READ_SIZE):
+                await self._channel.send(body[start : start + READ_SIZE])
+            await self._channel.send(END)
+        except ConnectionError:
+            await self.response()  # raises with the homelab's reason, when it sent one
+            raise HttpExchangeError(
+                "the homelab closed the channel before the request was sent"
+            ) from None
 
     async def response(self) -> tuple[ResponseHead, AsyncIterator[bytes]]:
         first = await self._channel.receive()

@@ -36,6 +36,12 @@ HOP_BY_HOP = frozenset(
 )
 _METHOD = re.compile(r"[A-Z]{1,16}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]*")
+"""RFC 9110 field values: no control characters (tab allowed), no DEL."""
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
+_PATH = re.compile(r"/[\x21-\x7e]*")
+"""Visible ASCII (clients percent-encode the rest); checked further by ``service_path``."""
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
 
 
 class FramingError(ValueError):
@@ -47,6 +53,8 @@ class RequestHead:
     method: str
     path: str
     headers: list[tuple[str, str]]
+    content_length: int | None = None
+    """The body's declared length (checked: one numeric Content-Length, no Transfer-Encoding)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def _headers(value: Any) -> list[tuple[str, str]]:
             or len(pair) != 2
             or not all(isinstance(part, str) for part in pair)
             or not _HEADER_NAME.fullmatch(pair[0])
-            or any(c in pair[1] for c in "\r\n\0")
+            or not _HEADER_VALUE.fullmatch(pair[1])
         ):
             raise FramingError(f"header {pair!r} is not a [name, value] pair of valid strings")
         headers.append((pair[0], pair[1]))
@@ -90,9 +98,62 @@ def parse_request_head(text: str) -> RequestHead:
     method, path = head.get("method"), head.get("path", "/")
     if not isinstance(method, str) or not _METHOD.fullmatch(method):
         raise FramingError('"method" must be an HTTP method in capitals, such as "GET"')
-    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in " \r\n\0"):
-        raise FramingError('"path" must start with "/" and hold no spaces or line breaks')
-    return RequestHead(method, path, _headers(head.get("headers", [])))
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
+        raise FramingError(
+            '"path" must start with "/" and hold only visible ASCII characters '
+            "(percent-encode the rest)"
+        )
+    headers = _headers(head.get("headers", []))
+    return RequestHead(method, path, headers, _content_length(headers))
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    """The one Content-Length a request may declare; FramingError for anything ambiguous.
+
+    Two lengths, a length beside Transfer-Encoding, or a length that is not a number could
+    be read differently by the service than here: a request smuggled past this framing.
+    """
+    lengths = [value for name, value in headers if name.lower() == "content-length"]
+    encodings = [value for name, value in headers if name.lower() == "transfer-encoding"]
+    if len(lengths) > 1:
+        raise FramingError("the request has more than one Content-Length header")
+    if lengths and encodings:
+        raise FramingError("the request has both Content-Length and Transfer-Encoding")
+    if any(value.strip().lower() != "chunked" for value in encodings):
+        raise FramingError('the only Transfer-Encoding a request may declare is "chunked"')
+    if not lengths:
+        return None
+    if not _CONTENT_LENGTH.fullmatch(lengths[0].strip()):
+        raise FramingError(f"Content-Length {lengths[0][:20]!r} is not a number of bytes")
+    return int(lengths[0])
+
+
+def service_path(path: str) -> str:
+    """``path`` with its dot segments resolved (RFC 3986 section 5.2.4), query kept.
+
+    FramingError when the path would climb above the service's root (and so out of its
+    base path), or holds what services may read as a separator or a dot segment in
+    disguise: a backslash, an encoded slash, backslash or NUL, a fragment.
+    """
+    target, question, query = path.partition("?")
+    if "\\" in target or "#" in path:
+        raise FramingError('"path" must not hold a backslash or "#"')
+    if _ENCODED_SEPARATOR.search(target):
+        raise FramingError('"path" must not hold an encoded "/", "\\" or NUL (%2F, %5C, %00)')
+    resolved: list[str] = []
+    segments = target.split("/")[1:]
+    for position, segment in enumerate(segments):
+        dots = segment.lower().replace("%2e", ".")
+        if dots not in (".", ".."):
+            resolved.append(segment)
+            continue
+        if dots == "..":
+            if not resolved:
+                raise FramingError('"path" climbs out of the service\'s base path ("..")')
+            resolved.pop()
+        if position == len(segments) - 1:
+            resolved.append("")  # "/a/b/.." is "/a/": the trailing slash stays
+    return "/" + "/".join(resolved) + question + query
 
 
 def request_head(method: str, path: str, headers: list[tuple[str, str]]) -> str:

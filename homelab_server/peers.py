@@ -3,54 +3,170 @@
 Each offer gets an aiortc peer connection and an answer. Data channels the client opens
 are served by the ServiceRouter. A peer is torn down when its connection fails or closes,
 when the client says ``bye``, when the client offers again (a renegotiation replaces it),
-or when the daemon stops. Past ``max_peers``, an offer gets an error signal instead.
+when it has not connected within ``connect_timeout``, or when the daemon stops.
+
+A client is a signaling connection id. Everything a client sends is bounded
+(docs/security.md lists each limit):
+
+- its signals are handled one after another, in order (``ClientInbox``), at most
+  ``MAX_QUEUED_SIGNALS`` waiting, so a replaced peer is always closed before the next;
+- ``offers_per_minute`` offers (a token bucket), each checked before anything is created
+  (``signals.check_offer``: a data channel section, ICE credentials, a fingerprint);
+- one peer per client, ``max_peers`` in all; when every place is taken, a new offer takes
+  the place of the peer that has waited longest without connecting, and only when all
+  of them are connected is it refused (``busy``);
+- ``max_channels`` data channels open per peer, ``signals.MAX_CANDIDATES`` candidates.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from homelab_server import signals
+from homelab_server.channels import refuse
 from homelab_server.services import ServiceRouter
-from homelab_server.webrtc import IcePolicy, PortRangeExhausted, new_peer_connection, selected_pair
+from homelab_server.tasks import OwnedTasks
+from homelab_server.webrtc import (
+    IcePolicy,
+    PortRangeExhausted,
+    new_peer_connection,
+    selected_pair,
+    watch_peer,
+)
+from signaling_lambda.gateway.ratelimit import TokenBucket
 
 log = logging.getLogger("homelab_server.peers")
 
 SendSignal = Callable[[str, Any], Awaitable[bool]]
+
+MAX_QUEUED_SIGNALS = 32
+"""Signals of one client waiting to be handled; more are dropped (and logged once)."""
+MAX_CLIENTS_WAITING = 256
+"""Clients with signals waiting at once; signals of further clients are dropped."""
+REMEMBERED_OFFER_RATES = 1024
+"""Clients whose offer rate is remembered (the least recent is forgotten first)."""
+
+
+@dataclass(frozen=True)
+class PeerLimits:
+    """The daemon's configurable limits on peers (config.yml keys in brackets)."""
+
+    max_peers: int = 32
+    """[max_peers] Peer connections at once, connected or not."""
+    connect_timeout: float = 30.0
+    """[peer_connect_timeout] Seconds from the offer until the peer must be connected."""
+    max_channels: int = 64
+    """[max_channels_per_peer] Data channels open at once on one peer connection."""
+    offers_per_minute: int = 10
+    """[max_offers_per_minute] Offers one client may send a minute (bursts as large)."""
 
 
 class Peer:
     def __init__(self, client_id: str, pc: RTCPeerConnection) -> None:
         self.client_id = client_id
         self.pc = pc
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks = OwnedTasks(log, f"Serving a channel of {client_id}")
+        self.offered_at = time.monotonic()
+        self.connected = False
+        self.channels = 0
+        self.channels_refused = 0
+        self.candidates = 0
+        self.deadline: asyncio.TimerHandle | None = None
 
-    def spawn(self, work: Awaitable[None]) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except Exception:
-                log.exception("Serving a channel of %s failed (a bug)", self.client_id)
+    def channel_closed(self) -> None:
+        self.channels -= 1
 
-        task = asyncio.create_task(guarded())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+
+@dataclass
+class OfferRate:
+    """How fast one client offers, and whether its refusal was logged already."""
+
+    bucket: TokenBucket
+    refusing: bool = False
+
+
+class ClientInbox:
+    """Each client's signals, handled one after another in the order they arrived."""
+
+    def __init__(self, handle: Callable[[str, signals.Signal], Awaitable[None]]) -> None:
+        self._handle = handle
+        self._queues: dict[str, deque[signals.Signal]] = {}
+        self._dropped: dict[str, int] = {}
+        """Signals dropped per client with a full queue, reported when its queue empties."""
+        self._turned_away = 0
+        """Signals dropped while too many clients had signals waiting."""
+        self._workers = OwnedTasks(log, "Handling signals")
+
+    def put(self, client: str, signal: signals.Signal) -> None:
+        queue = self._queues.get(client)
+        if queue is None:
+            if len(self._queues) >= MAX_CLIENTS_WAITING:
+                if not self._turned_away:
+                    log.warning(
+                        "Ignored a signal from %s: %d clients have signals waiting already",
+                        client,
+                        MAX_CLIENTS_WAITING,
+                    )
+                self._turned_away += 1
+                return
+            if self._turned_away:
+                log.info("Signals: %d were dropped while clients crowded in", self._turned_away)
+                self._turned_away = 0
+            queue = self._queues[client] = deque()
+            self._workers.spawn(self._serve(client, queue))
+        elif len(queue) >= MAX_QUEUED_SIGNALS:
+            dropped = self._dropped.get(client, 0)
+            if not dropped:
+                log.warning(
+                    "Ignored a signal from %s: %d of its signals are waiting already",
+                    client,
+                    MAX_QUEUED_SIGNALS,
+                )
+            self._dropped[client] = dropped + 1
+            return
+        queue.append(signal)
+
+    async def _serve(self, client: str, queue: deque[signals.Signal]) -> None:
+        try:
+            while queue:
+                signal = queue.popleft()
+                try:
+                    await self._handle(client, signal)
+                except Exception:
+                    log.exception("Handling a %s signal of %s failed (a bug)", signal.type, client)
+        finally:
+            del self._queues[client]
+            if dropped := self._dropped.pop(client, 0):
+                log.info("Signals from %s: %d were dropped while it sent too fast", client, dropped)
+
+    async def close(self) -> None:
+        await self._workers.cancel()
 
 
 class PeerManager:
     def __init__(
-        self, policy: IcePolicy, router: ServiceRouter, send_signal: SendSignal, max_peers: int
+        self,
+        policy: IcePolicy,
+        router: ServiceRouter,
+        send_signal: SendSignal,
+        limits: PeerLimits,
     ) -> None:
         self._policy = policy
         self._router = router
         self._send_signal = send_signal
-        self._max_peers = max_peers
+        self.limits = limits
         self._peers: dict[str, Peer] = {}
+        self._inbox = ClientInbox(self._handle)
+        self._offer_rates: OrderedDict[str, OfferRate] = OrderedDict()
+        self._tasks = OwnedTasks(log, "Closing a peer")
 
     @property
     def count(self) -> int:
@@ -62,6 +178,9 @@ class PeerManager:
         except signals.BadSignal as exc:
             log.warning("Ignored a signal from %s: %s", sender, exc)
             return
+        self._inbox.put(sender, signal)
+
+    async def _handle(self, sender: str, signal: signals.Signal) -> None:
         if signal.type == "offer":
             await self._answer(sender, signal.sdp)
         elif signal.type == "candidate":
@@ -70,7 +189,7 @@ class PeerManager:
             await self.drop(sender, "the client said bye")
         elif signal.type == "ping":
             log.info("Answered a ping from %s (homelab-p2p doctor)", sender)
-            await self._send_signal(sender, signals.pong(len(self._peers), self._max_peers))
+            await self._send_signal(sender, signals.pong(len(self._peers), self.limits.max_peers))
         else:
             log.warning(
                 "Ignored a %r signal from %s: a homelab only takes offers", signal.type, sender
@@ -83,35 +202,94 @@ class PeerManager:
         else:
             log.warning("Signaling answered: %s", message.get("message") or message)
 
+    # --- offers ------------------------------------------------------------------------
+
+    def _offer_rate(self, client: str) -> OfferRate:
+        rate = self._offer_rates.pop(client, None)
+        if rate is None:
+            per_minute = self.limits.offers_per_minute
+            rate = OfferRate(TokenBucket(per_minute / 60, per_minute))
+        self._offer_rates[client] = rate  # the most recent last
+        while len(self._offer_rates) > REMEMBERED_OFFER_RATES:
+            self._offer_rates.popitem(last=False)
+        return rate
+
+    async def _refuse(self, client: str, code: str, message: str) -> None:
+        await self._send_signal(client, signals.error(code, message))
+
     async def _answer(self, client: str, sdp: str) -> None:
-        if client in self._peers:
-            await self.drop(client, "it offered again (renegotiation)")
-        if len(self._peers) >= self._max_peers:
-            log.warning(
-                "Refused an offer from %s: max_peers (%d) peers are connected",
+        limits = self.limits
+        rate = self._offer_rate(client)
+        if not rate.bucket.allow():
+            if not rate.refusing:
+                rate.refusing = True
+                log.warning(
+                    "Refused an offer from %s: more than %d offers a minute "
+                    "(max_offers_per_minute)",
+                    client,
+                    limits.offers_per_minute,
+                )
+            await self._refuse(
                 client,
-                self._max_peers,
-            )
-            await self._send_signal(
-                client,
-                signals.error(
-                    "busy", f"the homelab serves {self._max_peers} peers already (max_peers)"
-                ),
+                "rate_limited",
+                f"at most {limits.offers_per_minute} offers a minute (max_offers_per_minute)",
             )
             return
+        rate.refusing = False
+        try:
+            candidates = signals.check_offer(sdp)
+        except signals.BadSignal as exc:
+            log.warning("Refused the offer of %s: %s", client, exc)
+            await self._refuse(client, "bad_offer", f"the offer could not be used: {exc}")
+            return
+        if client in self._peers:
+            await self.drop(client, "it offered again (renegotiation)")
+        victim = None
+        if len(self._peers) >= limits.max_peers:
+            victim = self._longest_waiting()
+            if victim is None:
+                log.warning(
+                    "Refused an offer from %s: max_peers (%d) peers are connected",
+                    client,
+                    limits.max_peers,
+                )
+                await self._refuse(
+                    client,
+                    "busy",
+                    f"the homelab serves {limits.max_peers} peers already (max_peers)",
+                )
+                return
+            del self._peers[victim.client_id]  # its place is the new peer's from now on
         log.info("Peer %s: offer received, answering", client)
         pc = new_peer_connection(self._policy)
         peer = Peer(client, pc)
+        peer.candidates = candidates
         self._peers[client] = peer
+        peer.deadline = asyncio.get_running_loop().call_later(
+            limits.connect_timeout, self._deadline_passed, peer
+        )
         pc.on("datachannel", lambda channel: self._on_channel(peer, channel))
         pc.on("connectionstatechange", lambda: self._on_state(peer))
+        if victim is not None:
+            waited = time.monotonic() - victim.offered_at
+            await self._close(
+                victim,
+                f"its place went to a newer offer: it had not connected after {waited:.1f} s "
+                f"and all max_peers ({limits.max_peers}) places were taken",
+                code="busy",
+            )
+        await self._negotiate(peer, sdp)
+
+    def _longest_waiting(self) -> Peer | None:
+        """The peer that has waited longest without connecting, if any."""
+        waiting = [peer for peer in self._peers.values() if not peer.connected]
+        return min(waiting, key=lambda peer: peer.offered_at, default=None)
+
+    async def _negotiate(self, peer: Peer, sdp: str) -> None:
+        pc, client = peer.pc, peer.client_id
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:  # aiortc raises various errors on an SDP it cannot use
-            log.warning("Refused the offer of %s: %s: %s", client, type(exc).__name__, exc)
-            await self._fail(peer, "bad_offer", f"the offer could not be used: {exc}")
-            return
-        try:
+            watch_peer(pc, client, lambda why: self._violated(peer, why))
             await pc.setLocalDescription(await pc.createAnswer())
         except PortRangeExhausted as exc:
             log.error(
@@ -121,11 +299,36 @@ class PeerManager:
                 peer, "no_ports", "the homelab has no free UDP port for this connection"
             )
             return
-        await self._send_signal(client, signals.answer(pc.localDescription.sdp))
+        except Exception as exc:  # aiortc raises various errors on an SDP it cannot use
+            if self._peers.get(client) is not peer:
+                return  # closed meanwhile (its deadline, a bye): nothing to answer
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            await self._fail(peer, "bad_offer", f"aiortc could not use the offer ({detail})")
+            return
+        if self._peers.get(client) is peer:
+            await self._send_signal(client, signals.answer(pc.localDescription.sdp))
+
+    def _violated(self, peer: Peer, why: str) -> None:
+        self._tasks.spawn(self._fail(peer, "protocol_violation", why))
+
+    def _deadline_passed(self, peer: Peer) -> None:
+        if self._peers.get(peer.client_id) is not peer or peer.connected:
+            return
+        timeout = self.limits.connect_timeout
+        self._tasks.spawn(
+            self._fail(
+                peer,
+                "timeout",
+                f"it did not connect within {timeout:g} s (peer_connect_timeout)",
+            )
+        )
 
     async def _fail(self, peer: Peer, code: str, message: str) -> None:
-        await self._send_signal(peer.client_id, signals.error(code, message))
-        await self.drop(peer.client_id, message)
+        if self._peers.get(peer.client_id) is peer:
+            del self._peers[peer.client_id]
+            await self._close(peer, message, code=code)
+
+    # --- candidates and channels -------------------------------------------------------
 
     async def _add_candidate(self, client: str, candidate: dict[str, Any]) -> None:
         peer = self._peers.get(client)
@@ -135,6 +338,16 @@ class PeerManager:
         text = str(candidate["candidate"]).removeprefix("candidate:")
         if not text:
             return  # end of candidates
+        if peer.candidates >= signals.MAX_CANDIDATES:
+            if peer.candidates == signals.MAX_CANDIDATES:
+                log.warning(
+                    "Ignored candidates of %s past the first %d (each one is checked)",
+                    client,
+                    signals.MAX_CANDIDATES,
+                )
+            peer.candidates += 1
+            return
+        peer.candidates += 1
         try:
             parsed = candidate_from_sdp(text)
             parsed.sdpMid = candidate.get("sdpMid")
@@ -145,17 +358,41 @@ class PeerManager:
 
     def _on_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
         # Runs inside aiortc's packet handling: an exception here would end the connection.
+        if peer.channels >= self.limits.max_channels:
+            self._refuse_channel(peer, channel)
+            return
         try:
             work = self._router.serve(channel, peer.client_id)
         except Exception:
             log.exception("Serving a channel of %s failed (a bug)", peer.client_id)
             return
+        peer.channels += 1
+        channel.on("close", peer.channel_closed)
         if work is not None:
-            peer.spawn(work)
+            peer.tasks.spawn(work)
+
+    def _refuse_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
+        limit = self.limits.max_channels
+        peer.channels_refused += 1
+        if peer.channels_refused == 1:  # the rest are counted in the closing line
+            log.warning(
+                "Refused data channel %r from %s: it has %d channels open (max_channels_per_peer)",
+                channel.label[:64],
+                peer.client_id,
+                limit,
+            )
+        refuse(
+            channel,
+            "too_many_channels",
+            f"this connection has {limit} data channels open already (max_channels_per_peer)",
+        )
 
     def _on_state(self, peer: Peer) -> None:
         state = peer.pc.connectionState
-        if state == "connected":
+        if state == "connected" and not peer.connected:
+            peer.connected = True
+            if peer.deadline is not None:
+                peer.deadline.cancel()
             pair = selected_pair(peer.pc)
             if pair is not None:
                 kind, local, remote = pair
@@ -169,20 +406,37 @@ class PeerManager:
             else:
                 log.info("Peer %s: connected", peer.client_id)
         elif state in ("failed", "closed") and self._peers.get(peer.client_id) is peer:
-            peer.spawn(self.drop(peer.client_id, f"its connection {state}"))
+            self._tasks.spawn(self.drop(peer.client_id, f"its connection {state}"))
+
+    # --- closing -----------------------------------------------------------------------
 
     async def drop(self, client: str, why: str) -> None:
         peer = self._peers.pop(client, None)
-        if peer is None:
-            return
-        log.info("Peer %s: closing, %s (%d peers left)", client, why, len(self._peers))
-        others = [task for task in peer.tasks if task is not asyncio.current_task()]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        if peer is not None:
+            await self._close(peer, why)
+
+    async def _close(self, peer: Peer, why: str, code: str | None = None) -> None:
+        """Close a peer that is no longer in ``_peers``; ``code`` tells its client why."""
+        refused = f"; refused {peer.channels_refused} channels" if peer.channels_refused else ""
+        log.log(
+            logging.WARNING if code else logging.INFO,
+            "Peer %s: closing, %s (%d peers left%s)",
+            peer.client_id,
+            why,
+            len(self._peers),
+            refused,
+        )
+        if peer.deadline is not None:
+            peer.deadline.cancel()
+        if code is not None:
+            await self._refuse(peer.client_id, code, why)
+        await peer.tasks.cancel()
         with contextlib.suppress(Exception):
             await peer.pc.close()
+        log.debug("Peer %s: closed, its sockets released", peer.client_id)
 
     async def close_all(self) -> None:
+        await self._inbox.close()
         for client in list(self._peers):
             await self.drop(client, "the daemon is stopping")
+        await self._tasks.cancel()

@@ -8,9 +8,11 @@ and is closed, and the log says so.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from typing import Any
 
 import aiohttp
+import yarl
 from aiortc import RTCDataChannel
 
 from homelab_server.channels import (
@@ -18,28 +20,24 @@ from homelab_server.channels import (
     ChannelBridge,
     EchoChannel,
     MessageChannel,
-    control_message,
+    refuse,
 )
 from homelab_server.config import ECHO_LABEL, Service
 from homelab_server.httpframing import (
     END,
     FramingError,
+    RequestHead,
     forwardable,
     is_end,
     parse_request_head,
     response_head,
+    service_path,
 )
 
 log = logging.getLogger("homelab_server.services")
 
 CONNECT_TIMEOUT = 10.0
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
-
-
-def refuse(channel: RTCDataChannel, error: str, message: str) -> None:
-    if channel.readyState == "open":
-        channel.send(control_message(error, message))
-        channel.close()
 
 
 class ServiceRouter:
@@ -52,7 +50,7 @@ class ServiceRouter:
     def offered(self) -> str:
         return ", ".join([*self._services, ECHO_LABEL])
 
-    def serve(self, channel: RTCDataChannel, peer: str) -> Awaitable[None] | None:
+    def serve(self, channel: RTCDataChannel, peer: str) -> Coroutine[Any, Any, None] | None:
         """Starts listening on ``channel`` now; returns the work that serves it, if any.
 
         Call it from the ``datachannel`` event itself: the client's first messages can be
@@ -61,26 +59,29 @@ class ServiceRouter:
         """
         label = channel.label
         if label == ECHO_LABEL:
-            EchoChannel(channel)
+            EchoChannel(
+                channel, lambda why: log.warning("Closed the echo channel of %s: it %s", peer, why)
+            )
             return None
         service = self._services.get(label)
         if service is None:
+            shown = label[:64]  # a label is the peer's text: what reaches the log is short
             log.warning(
                 "Refused data channel %r from %s: no such service (offered: %s)",
-                label,
+                shown,
                 peer,
                 self.offered(),
             )
             refuse(
                 channel,
                 "unknown_service",
-                f"this homelab offers no service {label!r} (offered: {self.offered()})",
+                f"this homelab offers no service {shown!r} (offered: {self.offered()})",
             )
             return None
         log.info("Peer %s opened %r -> %s", peer, label, service.url)
         if service.scheme == "tcp":
             return self._serve_tcp(ChannelBridge(channel), channel, service, peer)
-        return HttpExchange(channel, service, self._session()).run()
+        return HttpExchange(channel, service, self._session(), peer).run()
 
     async def _serve_tcp(
         self, bridge: ChannelBridge, channel: RTCDataChannel, service: Service, peer: str
@@ -98,15 +99,12 @@ class ServiceRouter:
                 reason,
             )
             refuse(channel, "service_unavailable", f"cannot connect to {service.url}: {reason}")
+            bridge.discard()
             return
-        await bridge.run(reader, writer)
-        log.info(
-            "Peer %s closed %r (%d bytes in, %d bytes out)",
-            peer,
-            service.label,
-            bridge.bytes_to_stream,
-            bridge.bytes_to_channel,
-        )
+        try:
+            await bridge.run(reader, writer)
+        finally:
+            _log_bridge_end(peer, service, bridge)
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -122,28 +120,67 @@ class ServiceRouter:
             self._http = None
 
 
+def _log_bridge_end(peer: str, service: Service, bridge: ChannelBridge) -> None:
+    if bridge.overflow:
+        log.warning(
+            "Peer %s: closed %r: the homelab's end %s; the peer ignores flow control",
+            peer,
+            service.label,
+            bridge.overflow,
+        )
+    if bridge.reset:
+        log.info("Peer %s: %r %s; its connection was reset", peer, service.label, bridge.reset)
+    log.info(
+        "Peer %s closed %r (%d bytes in, %d bytes out)",
+        peer,
+        service.label,
+        bridge.bytes_to_stream,
+        bridge.bytes_to_channel,
+    )
+
+
 class HttpExchange:
     """One framed HTTP request on a channel, forwarded to the service, response streamed back."""
 
     def __init__(
-        self, channel: RTCDataChannel, service: Service, session: aiohttp.ClientSession
+        self,
+        channel: RTCDataChannel,
+        service: Service,
+        session: aiohttp.ClientSession,
+        peer: str = "a peer",
     ) -> None:
         self._channel = MessageChannel(channel)
         self._service = service
         self._session = session
+        self._peer = peer
+        self._body_error: FramingError | None = None
 
-    async def _body(self) -> AsyncIterator[bytes]:
-        """The request body as it arrives, until the end message."""
-        while True:
-            message = await self._channel.receive()
-            if message is None:
-                raise FramingError("the channel closed before the request ended")
-            if isinstance(message, bytes):
-                yield message
-            elif is_end(message):
-                return
-            else:
-                raise FramingError("expected body chunks or the end message")
+    async def _body(self, declared: int | None) -> AsyncIterator[bytes]:
+        """The request body as it arrives, until the end message; exactly ``declared`` bytes."""
+        received = 0
+        try:
+            while True:
+                message = await self._channel.receive()
+                if message is None:
+                    raise FramingError(
+                        self._channel.overflow or "the channel closed before the request ended"
+                    )
+                if isinstance(message, bytes):
+                    received += len(message)
+                    if declared is not None and received > declared:
+                        raise FramingError(f"the body is longer than its Content-Length {declared}")
+                    yield message
+                elif not is_end(message):
+                    raise FramingError("expected body chunks or the end message")
+                elif declared is not None and received != declared:
+                    raise FramingError(
+                        f"the body ended after {received} bytes, not its Content-Length {declared}"
+                    )
+                else:
+                    return
+        except FramingError as exc:
+            self._body_error = exc  # aiohttp may wrap what its body raises
+            raise
 
     async def run(self) -> None:
         channel = self._channel.channel
@@ -151,12 +188,13 @@ class HttpExchange:
             first = await self._channel.receive()
             if not isinstance(first, str):
                 raise FramingError("the first message must be the request head (text)")
-            head = parse_request_head(first)
-            await self._forward(head.method, head.path, head.headers)
+            await self._forward(parse_request_head(first))
         except FramingError as exc:
-            log.warning("Refused an HTTP request on %r: %s", self._service.label, exc)
-            refuse(channel, "bad_request", str(exc))
+            self._refuse_bad_request(exc)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if self._body_error is not None:
+                self._refuse_bad_request(self._body_error)
+                return
             log.warning(
                 "Service %r (%s) failed a request: %s", self._service.label, self._service.url, exc
             )
@@ -168,20 +206,39 @@ class HttpExchange:
         finally:
             self._channel.close()
 
-    async def _forward(self, method: str, path: str, headers: list[tuple[str, str]]) -> None:
+    def _refuse_bad_request(self, exc: FramingError) -> None:
+        log.warning("Refused an HTTP request of %s on %r: %s", self._peer, self._service.label, exc)
+        refuse(self._channel.channel, "bad_request", str(exc))
+
+    async def _forward(self, head: RequestHead) -> None:
         service = self._service
-        url = f"http://{service.host}:{service.port}{service.base_path}{path}"
-        declared = any(
-            name.lower() in ("content-length", "transfer-encoding") for name, _ in headers
+        target, _, query = service_path(head.path).partition("?")
+        # Encoded: the path is resolved already, and yarl must not resolve it again.
+        url = yarl.URL.build(
+            scheme="http",
+            host=service.host,
+            port=service.port,
+            path=service.base_path + target,
+            query_string=query,
+            encoded=True,
         )
-        body = self._body()
-        data = body if declared or method not in BODILESS_METHODS else None
+        declared = any(
+            name.lower() in ("content-length", "transfer-encoding") for name, _ in head.headers
+        )
+        body = self._body(head.content_length)
+        data = body if declared or head.method not in BODILESS_METHODS else None
         if data is None:
             async for _ in body:  # nothing to send upstream; read up to the end message
                 pass
         async with self._session.request(
-            method, url, headers=forwardable(headers), data=data, allow_redirects=False
+            head.method,
+            url,
+            headers=forwardable(head.headers),
+            data=data,
+            allow_redirects=False,
         ) as response:
+            if self._body_error is not None:  # the service answered a request cut short
+                raise self._body_error
             # aiohttp has decompressed the body: its encoding and length no longer apply.
             drop = (
                 {"content-encoding", "content-length"}
@@ -198,4 +255,6 @@ class HttpExchange:
             )
             async for chunk in response.content.iter_chunked(READ_SIZE):
                 await self._channel.send(chunk)
+        if self._body_error is not None:
+            raise self._body_error
         await self._channel.send(END)

@@ -14,6 +14,9 @@ from typing import Any
 
 TYPES = ("offer", "answer", "candidate", "bye", "error", "ping", "pong")
 MAX_SDP = 60_000
+MAX_CANDIDATES = 32
+"""Remote ICE candidates per peer connection, in the offer and trickled together: each one
+is paired with every local candidate and checked, so the homelab sends STUN checks to it."""
 
 
 class BadSignal(ValueError):
@@ -79,3 +82,34 @@ def pong(peers: int, max_peers: int) -> dict[str, Any]:
 
 def error(code: str, message: str) -> dict[str, str]:
     return {"type": "error", "code": code, "message": message}
+
+
+def check_offer(sdp: str) -> int:
+    """The number of ICE candidates in an offer that a homelab can answer; else BadSignal.
+
+    The offer must have a data channel section (``m=application ... SCTP ...``), ICE
+    credentials, a DTLS fingerprint and role: without them no connection can ever
+    complete, and answering would only hold a place. aiortc checks the rest when it takes
+    the offer.
+    """
+    lines = sdp.splitlines()
+    if not any(_is_data_channel_section(line) for line in lines):
+        raise BadSignal("the offer has no data channel section (m=application ... SCTP)")
+    for attribute, what in (
+        ("a=ice-ufrag:", "ICE credentials (a=ice-ufrag)"),
+        ("a=ice-pwd:", "ICE credentials (a=ice-pwd)"),
+        ("a=fingerprint:", "DTLS fingerprint (a=fingerprint)"),
+        ("a=setup:", "DTLS role (a=setup)"),
+    ):
+        if not any(line.startswith(attribute) and len(line) > len(attribute) for line in lines):
+            raise BadSignal(f"the offer has no {what}")
+    candidates = sum(line.startswith("a=candidate:") for line in lines)
+    if candidates > MAX_CANDIDATES:
+        raise BadSignal(f"the offer has {candidates} ICE candidates; at most {MAX_CANDIDATES}")
+    return candidates
+
+
+def _is_data_channel_section(line: str) -> bool:
+    """``m=application 9 UDP/DTLS/SCTP webrtc-datachannel`` (or the older DTLS/SCTP 5000)."""
+    fields = line.split()
+    return len(fields) >= 4 and fields[0] == "m=application" and "SCTP" in fields[2]

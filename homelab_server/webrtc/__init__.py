@@ -11,6 +11,7 @@ this package uses aiortc's public API only.
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiortc.rtcdtlstransport
@@ -37,8 +38,10 @@ __all__ = [
     "PortRangeExhausted",
     "install",
     "new_peer_connection",
+    "queued_messages",
     "receive_window",
     "selected_pair",
+    "watch_peer",
 ]
 
 log = logging.getLogger("homelab_server.webrtc")
@@ -114,3 +117,20 @@ def receive_window(channel: Any) -> FlowControlledSctpTransport | None:
     """The flow-controlled SCTP transport under a data channel (None before install)."""
     transport = getattr(channel, "transport", None)
     return transport if isinstance(transport, FlowControlledSctpTransport) else None
+
+
+def queued_messages(channel: Any) -> int:
+    """Messages waiting to be sent on ``channel``'s peer connection (all its channels)."""
+    transport = receive_window(channel)
+    return len(transport._data_channel_queue) if transport is not None else 0
+
+
+def watch_peer(
+    pc: RTCPeerConnection, label: str, on_violation: Callable[[str], None] | None = None
+) -> None:
+    """Names the peer at the other end of ``pc`` in the SCTP layer's log lines, and calls
+    ``on_violation(why)`` when its SCTP packets break a limit no RFC sender reaches."""
+    if isinstance(pc.sctp, FlowControlledSctpTransport):
+        pc.sctp.peer_label = label
+        if on_violation is not None:
+            pc.sctp.on("violation", on_violation)

@@ -19,6 +19,7 @@ from homelab_server import webrtc
 from homelab_server.webrtc import fastpath
 from homelab_server.webrtc.datapath import AckPolicy, DataPathOptions
 from homelab_server.webrtc.ice import IcePolicy
+from tests.support.loopback import negotiate, send_paced
 
 TOTAL = 4 * 1024 * 1024
 MESSAGE = bytes(range(256)) * 64  # 16 KiB, as the bridge sends
@@ -65,10 +66,7 @@ async def _transfer(sender: RTCPeerConnection, receiver: RTCPeerConnection) -> A
     channel = sender.createDataChannel("data")
     arrived: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
     receiver.on("datachannel", arrived.put_nowait)
-    await sender.setLocalDescription(await sender.createOffer())
-    await receiver.setRemoteDescription(sender.localDescription)
-    await receiver.setLocalDescription(await receiver.createAnswer())
-    await sender.setRemoteDescription(receiver.localDescription)
+    await negotiate(sender, receiver)
     far_end = await asyncio.wait_for(arrived.get(), 10)
     transport: Any = far_end.transport
     assert isinstance(transport, fastpath.FastSctpTransport)
@@ -84,14 +82,7 @@ async def _transfer(sender: RTCPeerConnection, receiver: RTCPeerConnection) -> A
             done.set()
 
     far_end.on("message", on_message)
-    can_send = asyncio.Event()
-    channel.on("bufferedamountlow", can_send.set)
-    channel.bufferedAmountLowThreshold = 256 * 1024
-    for _ in range(TOTAL // len(MESSAGE)):
-        if channel.bufferedAmount > 1024 * 1024:
-            can_send.clear()
-            await can_send.wait()
-        channel.send(MESSAGE)
+    await send_paced(channel, MESSAGE, TOTAL)
     await asyncio.wait_for(done.wait(), 60)
     assert digest.digest() == hashlib.sha256(MESSAGE * (TOTAL // len(MESSAGE))).digest()
     return recorder

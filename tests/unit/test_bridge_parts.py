@@ -124,3 +124,115 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8  # jitter spreads over the whole range
         assert len(set(delays)) > 150
+
+
+def _head(path: str = "/", headers: list[list[str]] | None = None) -> str:
+    return json.dumps({"method": "POST", "path": path, "headers": headers or []})
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ([["Content-Length", "3"], ["content-length", "3"]], "more than one Content-Length"),
+        ([["Content-Length", "3"], ["Content-Length", "30"]], "more than one Content-Length"),
+        ([["Content-Length", "abc"]], "'abc' is not a number of bytes"),
+        ([["Content-Length", "-1"]], "'-1' is not a number of bytes"),
+        ([["Content-Length", "1e3"]], "is not a number of bytes"),
+        ([["Content-Length", "3"], ["Transfer-Encoding", "chunked"]], "both Content-Length and"),
+        ([["Transfer-Encoding", "gzip, chunked"]], "the only Transfer-Encoding a request may"),
+        ([["X-Note", "bell\u0007"]], "is not a [name, value] pair of valid strings"),
+        ([["X-Note", "del\u007f"]], "is not a [name, value] pair of valid strings"),
+        ([["X-Note", "nul\u0000"]], "is not a [name, value] pair of valid strings"),
+    ],
+)
+def test_ambiguous_request_framing_is_refused(headers: list[list[str]], problem: str) -> None:
+    with pytest.raises(httpframing.FramingError) as refused:
+        httpframing.parse_request_head(_head(headers=headers))
+    assert problem in str(refused.value)
+
+
+def test_one_numeric_content_length_is_the_bodys_length() -> None:
+    head = httpframing.parse_request_head(_head(headers=[["Content-Length", "12"]]))
+    assert head.content_length == 12
+    chunked = httpframing.parse_request_head(_head(headers=[["Transfer-Encoding", "Chunked"]]))
+    assert chunked.content_length is None
+    tabbed = httpframing.parse_request_head(_head(headers=[["X-Note", "a\tb \u00e9"]]))
+    assert tabbed.headers == [("X-Note", "a\tb \u00e9")]
+
+
+@pytest.mark.parametrize(
+    ("path", "resolved"),
+    [
+        ("/", "/"),
+        ("/a/b?x=1", "/a/b?x=1"),
+        ("/a/../b", "/b"),
+        ("/a/b/..", "/a/"),
+        ("/a/./b/.", "/a/b/"),
+        ("/a/%2E%2e/b", "/b"),
+        ("/a/..", "/"),
+        ("/x?next=/../../etc", "/x?next=/../../etc"),  # the query is the service's business
+    ],
+)
+def test_request_paths_are_resolved_inside_the_service(path: str, resolved: str) -> None:
+    assert httpframing.service_path(path) == resolved
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/../admin/secret", "climbs out of the service's base path"),
+        ("/%2e%2e/admin", "climbs out of the service's base path"),
+        ("/a/../../admin", "climbs out of the service's base path"),
+        ("/.%2E/admin", "climbs out of the service's base path"),
+        ("/..\\admin", "must not hold a backslash"),
+        ("/a%2f..%2fadmin", 'must not hold an encoded "/"'),
+        ("/a%5Cb", 'must not hold an encoded "/"'),
+        ("/a%00b", 'must not hold an encoded "/"'),
+        ("/a#frag", 'must not hold a backslash or "#"'),
+    ],
+)
+def test_request_paths_that_leave_the_base_path_are_refused(path: str, problem: str) -> None:
+    with pytest.raises(httpframing.FramingError) as refused:
+        httpframing.service_path(path)
+    assert problem in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["/caf\u00e9", "/a\tb", "/a\u007f"])
+def test_request_paths_are_visible_ascii(path: str) -> None:
+    with pytest.raises(httpframing.FramingError, match="only visible ASCII"):
+        httpframing.parse_request_head(_head(path))
+
+
+OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n"
+    "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n"
+    "a=fingerprint:sha-256 0D:BE\r\na=setup:actpass\r\na=sctp-port:5000\r\n"
+)
+
+
+def test_an_offer_with_a_data_channel_section_credentials_and_a_fingerprint_is_answerable() -> None:
+    assert signals.check_offer(OFFER) == 0
+    candidates = "".join(f"a=candidate:{n} 1 udp 1 10.0.0.{n} 5000 typ host\r\n" for n in range(3))
+    assert signals.check_offer(OFFER + candidates) == 3
+
+
+@pytest.mark.parametrize(
+    ("sdp", "problem"),
+    [
+        ("v=0\r\n", "no data channel section"),
+        (OFFER.replace("m=application 9 UDP/DTLS/SCTP", "m=audio 9 RTP/AVP"), "no data channel"),
+        (OFFER.replace("a=ice-ufrag:abcd\r\n", ""), "no ICE credentials (a=ice-ufrag)"),
+        (OFFER.replace("a=ice-pwd:0123456789abcdef012345", "a=ice-pwd:"), "(a=ice-pwd)"),
+        (OFFER.replace("a=fingerprint:sha-256 0D:BE\r\n", ""), "no DTLS fingerprint"),
+        (OFFER.replace("a=setup:actpass\r\n", ""), "no DTLS role (a=setup)"),
+        (
+            OFFER + "a=candidate:1 1 udp 1 10.0.0.1 5000 typ host\r\n" * 33,
+            "33 ICE candidates; at most 32",
+        ),
+    ],
+)
+def test_offers_that_can_never_connect_are_refused(sdp: str, problem: str) -> None:
+    with pytest.raises(signals.BadSignal) as refused:
+        signals.check_offer(sdp)
+    assert problem in str(refused.value)

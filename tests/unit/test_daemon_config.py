@@ -88,6 +88,18 @@ def test_the_data_path_options(changes: dict[str, Any], expected: DataPathOption
         ({"name": "my laptop"}, "name: 'my laptop' is not valid"),
         ({"max_peers": "many"}, "max_peers: must be a whole number from 1 to 1000, not 'many'"),
         ({"max_peers": 0}, "max_peers: must be a whole number from 1 to 1000, not 0"),
+        (
+            {"peer_connect_timeout": 1},
+            "peer_connect_timeout: must be a number from 5 to 300, not 1",
+        ),
+        (
+            {"max_channels_per_peer": 2.5},
+            "max_channels_per_peer: must be a whole number from 1 to 1024, not 2.5",
+        ),
+        (
+            {"max_offers_per_minute": 0},
+            "max_offers_per_minute: must be a whole number from 1 to 600, not 0",
+        ),
         ({"ice_port_range": [50100, 50000]}, "ice_port_range: must be [LOW, HIGH]"),
         ({"ice_port_range": [80, 90]}, "ice_port_range: must be [LOW, HIGH] with 1024"),
         (
@@ -202,3 +214,12 @@ def test_the_role_writes_every_key_with_the_daemons_choices_and_defaults() -> No
         assert options[variable]["choices"] == [member.value for member in enum]
         assert options[variable]["default"] == defaults[variable] == default.value
         assert f"'{key}': {variable}," in template
+    config = parse_config({"signaling_url": "ws://h:1/prod", "token": "t"})
+    for key in (
+        "max_peers",
+        "peer_connect_timeout",
+        "max_channels_per_peer",
+        "max_offers_per_minute",
+    ):
+        variable = f"homelab_server_{key}"
+        assert options[variable]["default"] == defaults[variable] == getattr(config, key)

@@ -101,7 +101,7 @@ class FastSctpTransport(FlowControlledSctpTransport):
         return (
             not with_data
             or self._association_state != self.State.ESTABLISHED
-            or bool(self._sack_duplicates or self._sack_misordered)
+            or bool(self._sack_duplicates or self._sack_misordered or self._dropped_since_sack)
             or self._unacked_packets >= self.sack_every
         )
 
@@ -132,6 +132,9 @@ class FastSctpTransport(FlowControlledSctpTransport):
     # --- receiving ---------------------------------------------------------------------
 
     async def _receive_data_chunk(self, chunk: DataChunk) -> None:
+        if self._refuses(chunk):
+            self._sack_needed = True  # reported at once (_sack_due_now)
+            return
         last = self._last_received_tsn
         in_order = (
             last is not None
@@ -154,7 +157,7 @@ class FastSctpTransport(FlowControlledSctpTransport):
             stream.sequence_number = uint16_add(stream.sequence_number, 1)
             await self._receive(chunk.stream_id, chunk.protocol, chunk.user_data)
         else:
-            stream.reassembly.append(chunk)  # the highest TSN so far: it goes last
+            stream.add_chunk(chunk)  # the highest TSN so far: it goes last
             self._advertised_rwnd -= len(chunk.user_data)
             if chunk.flags & SCTP_DATA_LAST_FRAG:
                 for message in stream.pop_messages():

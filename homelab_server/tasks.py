@@ -1,0 +1,36 @@
+"""Tasks that belong to something: started, logged if they fail, cancelled with their owner."""
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+
+class OwnedTasks:
+    """The tasks of one owner. A task that raises is a bug: logged with its traceback."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._guarded(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception:
+            self._log.exception("%s failed (a bug)", self._what)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def cancel(self) -> None:
+        """Cancel every task but the one calling, and wait until they have ended."""
+        others = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
