@@ -83,6 +83,10 @@ class BridgeClient:
         self.pc: RTCPeerConnection | None = None
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future[signals.Signal] | None = None
+        self._refusal: signals.Signal | None = None
+        """An error signal the homelab sent after its answer (its place was taken, ...)."""
+        self._progress = asyncio.Event()
+        """Set when the connection being negotiated changes state or is refused."""
         self._fresh: RTCPeerConnection | None = None  # negotiated for the call under way
 
     async def open_service(self, label: str, attach: Callable[[RTCDataChannel], T]) -> T:
@@ -143,6 +147,7 @@ class BridgeClient:
             probe = pc.createDataChannel(PROBE_LABEL)
             await pc.setLocalDescription(await pc.createOffer())
             self._answer = asyncio.get_running_loop().create_future()
+            self._refusal = None
             await link.send(
                 {
                     "action": "sendSignal",
@@ -174,12 +179,13 @@ class BridgeClient:
         except signals.BadSignal as exc:
             log.warning("Ignored a signal from %s: %s", sender, exc)
             return
-        if (
-            self._answer is not None
-            and not self._answer.done()
-            and signal.type in ("answer", "error")
-        ):
+        if self._answer is None or signal.type not in ("answer", "error"):
+            return
+        if not self._answer.done():
             self._answer.set_result(signal)
+        elif signal.type == "error":
+            self._refusal = signal
+            self._progress.set()
 
     async def _on_error(self, message: dict[str, Any]) -> None:
         if self._answer is None or self._answer.done():
@@ -210,11 +216,17 @@ class BridgeClient:
         return signal
 
     async def _wait_connected(self, pc: RTCPeerConnection) -> None:
-        changed = asyncio.Event()
+        changed = self._progress
         pc.on("connectionstatechange", changed.set)
         pc.on("iceconnectionstatechange", changed.set)
         deadline = time.monotonic() + self.options.timeout
         while pc.connectionState != "connected":
+            if self._refusal is not None:
+                raise ClientError(
+                    "signaling",
+                    f"the homelab closed the connection before it was up "
+                    f"({self._refusal.code}): {self._refusal.message}",
+                )
             if pc.connectionState in ("failed", "closed") or time.monotonic() >= deadline:
                 if pc.iceConnectionState not in ("completed", "connected"):
                     raise ice_failure(self.options.timeout)

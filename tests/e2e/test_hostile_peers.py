@@ -290,3 +290,22 @@ async def test_fetch_of_an_unknown_service_says_why(lan: LanLab) -> None:
             in result.stderr
         ), result.stderr
     assert_clean(daemon)
+
+
+async def test_a_client_that_does_not_connect_in_time_is_told_why(lan: LanLab) -> None:
+    """A client offering no usable path hears the homelab's reason, not an ICE timeout."""
+    daemon = await lan.start_daemon({}, peer_connect_timeout=5)
+    # --relay-only with no TURN server: an offer without a single candidate.
+    argv = [
+        venv_bin("homelab-p2p"),
+        "pipe",
+        "echo",
+        *client_args(lan.signaling_url, "--relay-only"),
+    ]
+    result = await asyncio.to_thread(lan.client.run, *argv, check=False)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "homelab-p2p: signaling: the homelab closed the connection before it was up (timeout): "
+        "it did not connect within 5 s (peer_connect_timeout)\n"
+    )
+    assert_clean(daemon)
