@@ -49,8 +49,9 @@ HELD_LIMIT = 4 * 1024 * 1024
 """Most one channel's consumer holds for a slow reader (the window allows about 1.3 MiB)."""
 FLUSH_TIMEOUT = 5.0
 """How long a closing bridge waits for its stream to take what is left."""
-ECHO_BACKLOG_LIMIT = 4096
-"""Messages waiting to be sent on a peer connection past which the echo channel closes."""
+ECHO_BACKLOG_LIMIT = 8192
+"""Messages waiting to be sent on a peer connection (all its channels: busy bridges keep up to
+about 4,000) past which the echo channel closes."""
 
 
 class HeldTooMuch(Exception):

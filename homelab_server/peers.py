@@ -240,7 +240,7 @@ class PeerManager:
             candidates = signals.check_offer(sdp)
         except signals.BadSignal as exc:
             log.warning("Refused the offer of %s: %s", client, exc)
-            await self._refuse(client, "bad_offer", f"the offer could not be used: {exc}")
+            await self._refuse(client, "bad_offer", str(exc))
             return
         if client in self._peers:
             await self.drop(client, "it offered again (renegotiation)")

@@ -26,7 +26,8 @@ from aiortc.rtcsctptransport import (
 )
 
 from homelab_server import webrtc
-from homelab_server.channels import MessageChannel
+from homelab_server.channels import ECHO_BACKLOG_LIMIT, EchoChannel, MessageChannel
+from homelab_server.webrtc import queued_messages
 from homelab_server.webrtc.datapath import DataPath, DataPathOptions
 from homelab_server.webrtc.ice import IcePolicy
 from homelab_server.webrtc.sctp import (
@@ -221,3 +222,38 @@ async def test_whole_messages_after_a_gap_are_delivered_once_it_fills(
 
 def test_the_chunk_limit_leaves_room_for_a_full_window_of_full_chunks() -> None:
     assert MAX_BUFFERED_CHUNKS * 1200 > 2 * (RECEIVE_WINDOW + WINDOW_SLACK)
+
+
+async def test_an_echo_channel_whose_echoes_are_not_taken_stops_echoing(
+    restore_default_install: None,
+) -> None:
+    """Tiny messages echoed to a peer that holds every echo: the backlog is bounded."""
+    async with association(DataPath.FAST) as pair:
+        overflows: list[str] = []
+        overflowed, all_arrived = asyncio.Event(), asyncio.Event()
+        arrived, expected = 0, -1
+
+        def on_overflow(why: str) -> None:
+            overflows.append(why)
+            overflowed.set()
+
+        def count(_: object) -> None:
+            nonlocal arrived
+            arrived += 1
+            if arrived == expected:
+                all_arrived.set()
+
+        EchoChannel(pair.far_end, on_overflow)
+        pair.far_end.on("message", count)
+        MessageChannel(pair.channel)  # the peer keeps every echo and reads none
+        sent = 0
+        while not overflowed.is_set():
+            pair.channel.send(b"x")
+            sent += 1
+            await asyncio.sleep(0)
+        backlog, expected = queued_messages(pair.far_end), sent + 1000
+        for _ in range(1000):  # these arrive, but are no longer echoed
+            pair.channel.send(b"x")
+        await asyncio.wait_for(all_arrived.wait(), 30)
+        assert overflows == [f"has {ECHO_BACKLOG_LIMIT} echoes waiting to be sent"]
+        assert queued_messages(pair.far_end) <= backlog
