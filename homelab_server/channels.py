@@ -279,7 +279,8 @@ class EchoChannel:
 
     A peer that sends faster than it takes the echoes back is bounded by the window (the
     bytes it has not taken back count against it) and by ``ECHO_BACKLOG_LIMIT`` messages
-    waiting to be sent, past which the channel is closed.
+    waiting to be sent, past which the channel stops echoing and is closed (the close, like
+    the control message before it, waits behind what is queued).
     """
 
     def __init__(self, channel: RTCDataChannel, on_overflow: Callable[[str], None]) -> None:
