@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from signaling_lambda.events import Invocation, MalformedEvent
 from signaling_lambda.management import (
+    AWS_MANAGEMENT_CONFIG,
     ConnectionsDirectory,
     ManagementApiError,
     boto3_client_factory,
@@ -70,11 +72,17 @@ class SignalingApp:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, session: boto3.session.Session | None = None
+        cls,
+        settings: Settings,
+        session: boto3.session.Session | None = None,
+        management_config: Config = AWS_MANAGEMENT_CONFIG,
     ) -> "SignalingApp":
-        """The app with real AWS clients (from ``session``, else boto3's default)."""
+        """The app with real AWS clients (from ``session``, else boto3's default).
+
+        ``management_config`` configures the management API client (timeouts, retries).
+        """
         directory = ConnectionsDirectory(
-            boto3_client_factory(session), settings.management_endpoint
+            boto3_client_factory(session, management_config), settings.management_endpoint
         )
         return cls(settings, make_registry(settings, session), directory)
 

@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 GONE_CODES = ("GoneException", "BadRequestException")
 """Errors meaning "no such connection": gone, or an id that was never one."""
 
-_CLIENT_CONFIG = Config(
+AWS_MANAGEMENT_CONFIG = Config(
     retries={"max_attempts": 2, "mode": "standard"},
     connect_timeout=3,
     read_timeout=10,
     max_pool_connections=32,
 )
+"""For API Gateway on AWS, across the internet; the local gateway passes its own."""
 
 
 class ManagementApiError(Exception):
@@ -82,17 +83,15 @@ class Connections:
 ClientFactory = Callable[[str], "ApiGatewayManagementApiClient"]
 
 
-def boto3_client_factory(session: boto3.session.Session | None = None) -> ClientFactory:
+def boto3_client_factory(
+    session: boto3.session.Session | None = None, config: Config = AWS_MANAGEMENT_CONFIG
+) -> ClientFactory:
     """Makes management API clients from ``session`` (the default session on Lambda)."""
 
     def make(endpoint: str) -> "ApiGatewayManagementApiClient":
         if session is None:
-            return boto3.client(
-                "apigatewaymanagementapi", endpoint_url=endpoint, config=_CLIENT_CONFIG
-            )
-        return session.client(
-            "apigatewaymanagementapi", endpoint_url=endpoint, config=_CLIENT_CONFIG
-        )
+            return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
+        return session.client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
 
     return make
 

@@ -5,6 +5,7 @@ what they return. See docs/protocol.md for the protocol as a client author reads
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -60,11 +61,15 @@ class Register:
 
 
 def encode(value: Any) -> bytes:
-    """Compact UTF-8 JSON; lone surrogates (valid JSON escapes, invalid UTF-8) stay escaped."""
+    """Compact UTF-8 JSON; lone surrogates (valid JSON escapes, invalid UTF-8) stay escaped.
+
+    NaN and infinities raise ValueError: JSON has no such numbers, so none may go out.
+    """
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def error_reply(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
@@ -130,7 +135,7 @@ def parse_body(body: object, is_base64: bool = False) -> dict[str, Any]:
     if not isinstance(body, str) or not body.strip():
         raise BadMessage(ErrorCode.INVALID_JSON, "Unknown message format: the message is empty")
     try:
-        message = json.loads(body)
+        message = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise BadMessage(
             ErrorCode.INVALID_JSON, f"Unknown message format: the message is not JSON ({exc})"
@@ -145,6 +150,21 @@ def parse_body(body: object, is_base64: bool = False) -> dict[str, Any]:
             f"Unknown message format: expected a JSON object, got {type(message).__name__}",
         )
     return message
+
+
+def _refuse_constant(text: str) -> Any:
+    """Python's json reads NaN, Infinity and -Infinity; JSON itself has no such numbers."""
+    raise BadMessage(ErrorCode.BAD_REQUEST, f"The message holds {text}: JSON has no such numbers")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise BadMessage(
+            ErrorCode.BAD_REQUEST,
+            f"The message holds {text[:32]}, which overflows to infinity: JSON has no such numbers",
+        )
+    return value
 
 
 def _too_deep() -> BadMessage:

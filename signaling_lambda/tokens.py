@@ -8,6 +8,9 @@ HMAC-SHA256 under a secret shared by whoever issues tokens and the signaling fun
 ``payload`` is base64url (unpadded) compact JSON ``{"e":<expiry epoch s>,"n":<name>,"r":<role>}``
 and ``signature`` is base64url HMAC-SHA256 over ``hp1.<payload>``. Tokens travel in the
 WebSocket URL (``?token=``), so every character is URL-safe.
+
+Verification is strict: only the base64url alphabet, and only the one spelling that
+``issue_token`` writes for given bytes, so no altered or appended character is ignored.
 """
 
 import base64
@@ -27,6 +30,9 @@ TOKEN_VERSION = "hp1"  # noqa: S105 - the format tag, not a secret
 ROLES = ("homelab", "client")
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_LENGTH = 1024
+SIGNATURE_LENGTH = 43
+"""Characters of an HMAC-SHA256 (32 bytes) in unpadded base64url."""
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _TTL = re.compile(r"(\d+)([smhd]?)")
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL_SECONDS = 10 * 365 * 86400
@@ -87,8 +93,23 @@ def _b64encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _b64decode(text: str, part: str, length: int | None = None) -> bytes:
+    """The bytes of one part of a token, spelled exactly as ``_b64encode`` spells them."""
+    if not _BASE64URL.fullmatch(text):
+        raise TokenError(
+            f"the token's {part} is not base64url (only A-Z, a-z, 0-9, '-' and '_' may appear)"
+        )
+    if length is not None and len(text) != length:
+        raise TokenError(f"the token's {part} is {len(text)} characters long, not {length}")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError(f"the token's {part} has a length no base64url text has") from None
+    # Lenient decoding ignores the unused low bits of the last character: refuse any
+    # spelling but the canonical one, so a changed character never goes unnoticed.
+    if _b64encode(raw) != text:
+        raise TokenError(f"the token's {part} is not canonical base64url (it was altered)")
+    return raw
 
 
 def _signature(secret: bytes, signed_part: str) -> bytes:
@@ -117,22 +138,21 @@ def verify_token(secret: bytes, token: object, now: float | None = None) -> Toke
         raise TokenError("no token was given")
     if len(token) > MAX_TOKEN_LENGTH:
         raise TokenError(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
+    if not token.isascii():
+        raise TokenError("the token holds characters other than ASCII")
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != TOKEN_VERSION:
         raise TokenError(f"the token is not a {TOKEN_VERSION}.<payload>.<signature> token")
-    signed_part = f"{parts[0]}.{parts[1]}"
-    try:
-        signature = _b64decode(parts[2])
-    except (binascii.Error, ValueError):
-        raise TokenError("the token's signature is not base64url") from None
+    payload = _b64decode(parts[1], "payload")
+    signature = _b64decode(parts[2], "signature", SIGNATURE_LENGTH)
     # Compare before looking inside: an unsigned payload is never parsed.
-    if not hmac.compare_digest(signature, _signature(secret, signed_part)):
+    if not hmac.compare_digest(signature, _signature(secret, f"{parts[0]}.{parts[1]}")):
         raise TokenError(
             "the token's signature does not match (forged, or signed with another secret)"
         )
     try:
-        claims = json.loads(_b64decode(parts[1]))
-    except (binascii.Error, ValueError):
+        claims = json.loads(payload)
+    except ValueError:  # not UTF-8 or not JSON (UnicodeDecodeError is a ValueError)
         raise TokenError("the token's payload is not valid") from None
     if not isinstance(claims, dict):
         raise TokenError("the token's payload is not valid")

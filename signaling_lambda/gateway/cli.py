@@ -12,11 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 
 from homelab_server.logs import configure_logging
 from homelab_server.sdnotify import notify
 from signaling_lambda.app import SignalingApp
-from signaling_lambda.gateway.server import Gateway, GatewayConfig, Handler
+from signaling_lambda.gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
 from signaling_lambda.settings import Settings
 from signaling_lambda.tokens import SecretError, load_secret_file
 
@@ -26,6 +27,14 @@ PROG = "signaling-gateway"
 FRONTEND_DIRS = (
     Path(__file__).resolve().parent / "frontend",
     Path(__file__).resolve().parents[2] / "frontend",
+)
+# The management API is on loopback and never waits on a client: a call that takes longer
+# than this is a fault, and a retry would only hold the handler thread longer.
+MANAGEMENT_CLIENT_CONFIG = Config(
+    retries={"total_max_attempts": 1, "mode": "standard"},
+    connect_timeout=1,
+    read_timeout=2,
+    max_pool_connections=32,
 )
 
 
@@ -82,6 +91,45 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)g)",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections open at once, handshakes included; beyond: HTTP 503 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=100,
+        metavar="N",
+        help="connections from one source address; beyond: HTTP 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections-per-token",
+        type=int,
+        default=16,
+        metavar="N",
+        help="connections with one token (valid or not); beyond: HTTP 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-send-buffer",
+        type=int,
+        default=1048576,
+        metavar="BYTES",
+        help="bytes a client may leave unread; beyond, its connection is closed with 1008 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--handlers-per-token",
+        type=int,
+        default=2,
+        metavar="N",
+        help="messages of one token's connections (one address's, without auth) handled at "
+        "once; the rest wait their turn, so one token cannot take the whole handler pool "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--static-dir",
         type=Path,
         default=None,
@@ -115,6 +163,18 @@ def _checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             parser.error(f"{option} must be a positive number of seconds")
     if args.rate_limit < 0:
         parser.error("--rate-limit must be 0 (off) or a positive number of messages per second")
+    for option, count in (
+        ("--max-connections", args.max_connections),
+        ("--max-connections-per-ip", args.max_connections_per_ip),
+        ("--max-connections-per-token", args.max_connections_per_token),
+        ("--handlers-per-token", args.handlers_per_token),
+    ):
+        if count < 1:
+            parser.error(f"{option} must be a positive number")
+    if args.max_send_buffer < MAX_MESSAGE_BYTES:
+        parser.error(
+            f"--max-send-buffer must be at least {MAX_MESSAGE_BYTES} bytes (the largest message)"
+        )
     for option, port in (("--port", args.port), ("--management-port", args.management_port)):
         if port is not None and not 0 <= port <= 65535:
             parser.error(f"{option} must be between 0 and 65535")
@@ -135,7 +195,7 @@ async def serve(config: GatewayConfig, settings: Settings) -> int:
 
     def make_handler(management_url: str) -> Handler:
         return SignalingApp.from_settings(
-            replace(settings, management_endpoint=management_url), session
+            replace(settings, management_endpoint=management_url), session, MANAGEMENT_CLIENT_CONFIG
         )
 
     gateway = Gateway(config, make_handler)
@@ -197,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         max_connection_age=args.max_connection_age,
         rate_limit=args.rate_limit,
         static_dir=static_dir,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_connections_per_token=args.max_connections_per_token,
+        max_send_buffer=args.max_send_buffer,
+        handlers_per_token=args.handlers_per_token,
     )
     settings = Settings(
         registry_backend="memory",

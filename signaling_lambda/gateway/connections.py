@@ -14,10 +14,13 @@ class LiveConnection:
     caller: Caller
     websocket: ServerConnection
     limiter: TokenBucket | None
+    share: str = ""
+    """Whose share of the handler pool its messages use: its token, else its address."""
     opened: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
     last_active_epoch: float = field(default_factory=time.time)
-    expiring: bool = False
+    closing: bool = False
+    """The gateway started closing it: it takes no more messages from the management API."""
     rate_limited_count: int = 0
 
     @property
@@ -34,7 +37,8 @@ class ConnectionTable:
     """Connections that completed their handshake and have not closed yet.
 
     Only these can be posted to: like API Gateway, a connection whose ``$connect`` is still
-    running, or that has closed, answers GoneException.
+    running, or that has closed, answers GoneException (the management API also treats one
+    the gateway is closing as gone).
     """
 
     def __init__(self) -> None:

@@ -5,6 +5,10 @@ shapes (``x-amzn-ErrorType`` header, JSON ``message``) so botocore raises the sa
 exceptions: GoneException (410) for an unknown id, PayloadTooLargeException (413) over
 128 KiB, ForbiddenException (403) for another stage. It can post to and drop any
 connection, so it listens on 127.0.0.1 only; on AWS the same API sits behind SigV4.
+
+No request waits on a client: a post goes through the ConnectionWriter (a connection that
+does not read its messages is closed and answers GoneException) and a delete only starts
+the close.
 """
 
 import logging
@@ -15,9 +19,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from websockets.exceptions import ConnectionClosed
 
 from signaling_lambda.gateway.connections import ConnectionTable, LiveConnection
+from signaling_lambda.gateway.writer import ConnectionWriter
+from signaling_lambda.messages import encode
 
 log = logging.getLogger("signaling_lambda.gateway")
 
@@ -40,10 +45,15 @@ class _MalformedRequestsAsWarnings(logging.LoggerAdapter):  # type: ignore[type-
         super().log(level, msg, *args, **kwargs)
 
 
-def _error(status: int, error_type: str, message: str) -> web.Response:
-    return web.json_response(
-        {"message": message}, status=status, headers={"x-amzn-ErrorType": error_type}
+def _json(body: dict[str, Any], status: int = 200, error_type: str | None = None) -> web.Response:
+    headers = {"x-amzn-ErrorType": error_type} if error_type else None
+    return web.Response(
+        body=encode(body), status=status, headers=headers, content_type="application/json"
     )
+
+
+def _error(status: int, error_type: str, message: str) -> web.Response:
+    return _json({"message": message}, status, error_type)
 
 
 def _gone(connection_id: str) -> web.Response:
@@ -57,9 +67,10 @@ def _iso(epoch: float) -> str:
 
 
 class ManagementApi:
-    def __init__(self, table: ConnectionTable, stage: str) -> None:
+    def __init__(self, table: ConnectionTable, stage: str, writer: ConnectionWriter) -> None:
         self._table = table
         self._stage = stage
+        self._writer = writer
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -92,7 +103,9 @@ class ManagementApi:
             return _error(403, "ForbiddenException", "Forbidden")
         connection_id = request.match_info["connection_id"]
         connection = self._table.get(connection_id)
-        return connection if connection is not None else _gone(connection_id)
+        if connection is None or connection.closing:
+            return _gone(connection_id)
+        return connection
 
     async def _post(self, request: web.Request) -> web.Response:
         connection = self._connection(request)
@@ -101,13 +114,7 @@ class ManagementApi:
         if request.content_length is not None and request.content_length > MAX_POST_BYTES:
             return _error(413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes")
         data = await request.read()
-        try:
-            message: str | bytes = data.decode("utf-8")
-        except UnicodeDecodeError:
-            message = data  # not text: it goes out as a binary frame
-        try:
-            await connection.websocket.send(message)
-        except ConnectionClosed:
+        if not await self._writer.send(connection, data, text=_is_utf8(data)):
             return _gone(connection.connection_id)
         return web.Response(status=200)
 
@@ -123,12 +130,21 @@ class ManagementApi:
             },
             "lastActiveAt": _iso(connection.last_active_epoch),
         }
-        return web.json_response(body)
+        return _json(body)
 
     async def _delete(self, request: web.Request) -> web.Response:
         connection = self._connection(request)
         if isinstance(connection, web.Response):
             return connection
         log.info("Closing connection %s on request of the management API", connection.connection_id)
-        await connection.websocket.close(1000, "Connection deleted")
+        self._writer.close(connection, 1000, "Connection deleted")
         return web.Response(status=204)
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Text goes out in a text frame, anything else in a binary frame."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

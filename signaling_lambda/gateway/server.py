@@ -3,7 +3,9 @@
 Towards clients: connection ids, ``$connect`` during the handshake (a non-200 answer
 refuses it with that status), route selection on ``action``, messages of one connection
 handled in order, 1009 for messages over 128 KiB, an idle timeout and a maximum age that
-close with 1001, and a per-connection rate limit answered with ``rate_limited``.
+close with 1001, and a per-connection rate limit answered with ``rate_limited``. Beyond API
+Gateway: caps on connections in all, per address and per token (caps.py), and a bound on
+what a client may leave unread (writer.py).
 Towards the handler: Lambda-shaped events and a management API over HTTP (management_api.py).
 Handler invocations run in a thread pool, as Lambda runs them beside the API, so their
 blocking boto3 calls never stall the event loop.
@@ -27,11 +29,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from signaling_lambda.gateway.caps import CapReached, ConnectionCaps, CountedConnection
 from signaling_lambda.gateway.connections import ConnectionTable, LiveConnection
 from signaling_lambda.gateway.events import Caller, EventFactory, new_connection_id
 from signaling_lambda.gateway.management_api import ManagementApi
 from signaling_lambda.gateway.ratelimit import TokenBucket
+from signaling_lambda.gateway.shares import HandlerShares
 from signaling_lambda.gateway.static import static_response
+from signaling_lambda.gateway.writer import ConnectionWriter, write_limit
 from signaling_lambda.messages import (
     INTERNAL_ERROR_MESSAGE,
     ErrorCode,
@@ -45,6 +50,8 @@ log = logging.getLogger("signaling_lambda.gateway")
 MAX_MESSAGE_BYTES = 131072
 """API Gateway's message limit; a larger message closes the connection with 1009."""
 GOING_AWAY = 1001
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closing handshake may take before the TCP connection is dropped."""
 
 
 class Handler(Protocol):
@@ -64,6 +71,14 @@ class GatewayConfig:
     """Messages per second per connection, bursts of twice that; 0 turns it off."""
     static_dir: Path | None = None
     handler_threads: int = 16
+    max_connections: int = 1000
+    max_connections_per_ip: int = 100
+    max_connections_per_token: int = 16
+    """Keyed by the raw ``token`` query value, counted before ``$connect`` checks it."""
+    max_send_buffer: int = 1048576
+    """Unsent bytes a connection may hold; past it, it is closed with 1008."""
+    handlers_per_token: int = 2
+    """Handler invocations at once for the messages of one token (shares.py)."""
 
     def management_port_to_bind(self) -> int:
         if self.management_port is not None:
@@ -96,12 +111,16 @@ class Gateway:
         self.config = config
         self._make_handler = make_handler
         self._table = ConnectionTable()
-        self._management = ManagementApi(self._table, config.stage)
+        self._caps = ConnectionCaps(
+            config.max_connections, config.max_connections_per_ip, config.max_connections_per_token
+        )
+        self._writer = ConnectionWriter(config.max_send_buffer, CLOSE_TIMEOUT)
+        self._shares = HandlerShares(config.handlers_per_token)
+        self._management = ManagementApi(self._table, config.stage, self._writer)
         self._executor = ThreadPoolExecutor(config.handler_threads, thread_name_prefix="handler")
         self._handshaking: weakref.WeakKeyDictionary[ServerConnection, Caller] = (
             weakref.WeakKeyDictionary()
         )
-        self._closing: set[asyncio.Task[None]] = set()
         self._handler: Handler | None = None
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -130,10 +149,13 @@ class Gateway:
             self.config.port,
             process_request=self._route_request,
             process_response=self._connect,
+            create_connection=CountedConnection,
             compression=None,  # API Gateway negotiates no extensions; it also saves memory
             max_size=MAX_MESSAGE_BYTES,
+            # Above what the writer lets a connection hold: send() never waits on a client.
+            write_limit=write_limit(self.config.max_send_buffer),
             ping_interval=None,  # like API Gateway: only the idle timeout ends silent clients
-            close_timeout=5,
+            close_timeout=CLOSE_TIMEOUT,
             server_header="signaling-gateway",
         )
         self.port = self._server.sockets[0].getsockname()[1]
@@ -149,8 +171,7 @@ class Gateway:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()  # returns once every connection handler has
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._writer.wait_closed()
         await self._management.close()
         await asyncio.to_thread(self._executor.shutdown, True)
 
@@ -182,6 +203,19 @@ class Gateway:
                 self.config.stage,
             )
             return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        return self._admit(connection, request)
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Count an upgrade request under the caps until its connection ends; past one, refuse."""
+        assert isinstance(connection, CountedConnection)  # serve() makes them
+        source_ip = _source_ip(connection)
+        try:
+            connection.hold(self._caps.admit(source_ip, _query(request).get("token")))
+        except CapReached as cap:
+            log.warning(
+                "Refused a connection from %s: %s (raise %s)", source_ip, cap.why, cap.option
+            )
+            return connection.respond(cap.status, f"{cap.why[0].upper()}{cap.why[1:]}.\n")
         return None
 
     async def _connect(
@@ -190,15 +224,13 @@ class Gateway:
         """Run ``$connect`` on a valid upgrade; a non-200 answer refuses it with that status."""
         if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
             return None  # a static file, a refusal above, or an invalid handshake
-        remote = connection.remote_address
         caller = Caller(
             connection_id=new_connection_id(),
-            source_ip=str(remote[0]) if remote else "unknown",
+            source_ip=_source_ip(connection),
             user_agent=request.headers.get("User-Agent", ""),
         )
         headers = dict(request.headers.raw_items())
-        query = dict(parse_qsl(urlsplit(request.path).query))
-        answer = await self._invoke(self._events.connect(caller, headers, query))
+        answer = await self._invoke(self._events.connect(caller, headers, _query(request)))
         status = answer.get("statusCode") if answer else 500
         if status != 200:
             refused = _status(status)
@@ -211,10 +243,28 @@ class Gateway:
         if caller is None:
             return
         rate = self.config.rate_limit
-        live = LiveConnection(caller, websocket, TokenBucket(rate, 2 * rate) if rate > 0 else None)
+        live = LiveConnection(
+            caller,
+            websocket,
+            TokenBucket(rate, 2 * rate) if rate > 0 else None,
+            share=_token(websocket) or caller.source_ip,
+        )
         self._table.add(live)
         try:
-            async for message in websocket:
+            await self._receive(live)
+            # Closing: what it still sends stays unread (websockets stops reading once its
+            # queue is full), so it cannot keep the gateway busy while its close runs out.
+            await websocket.wait_closed()
+        finally:
+            self._table.remove(caller.connection_id)
+            await self._disconnected(live)
+
+    async def _receive(self, live: LiveConnection) -> None:
+        """Handle the messages of ``live`` in order until it closes or the gateway closes it."""
+        try:
+            async for message in live.websocket:
+                if live.closing:
+                    return
                 live.touch()
                 if live.limiter is not None and not live.limiter.allow():
                     await self._refuse_rate_limited(live)
@@ -222,31 +272,29 @@ class Gateway:
                 if live.rate_limited_count:
                     log.info(
                         "Connection %s is under the rate limit again (%d messages were refused)",
-                        caller.connection_id,
+                        live.connection_id,
                         live.rate_limited_count,
                     )
                     live.rate_limited_count = 0
                 await self._on_message(live, message)
         except ConnectionClosed:
             pass
-        finally:
-            self._table.remove(caller.connection_id)
-            await self._disconnected(live)
 
     async def _on_message(self, live: LiveConnection, message: str | bytes) -> None:
         if isinstance(message, bytes):
             event = self._events.binary_message(live.caller, base64.b64encode(message).decode())
         else:
             event = self._events.message(live.caller, select_route(message), message)
-        if await self._invoke(event) is None:
+        async with self._shares.slot(live.share):
+            answer = await self._invoke(event)
+        if answer is None:
             # What API Gateway tells a client when its function fails.
             reply = {
                 "message": INTERNAL_ERROR_MESSAGE,
                 "connectionId": live.connection_id,
                 "requestId": event["requestContext"]["requestId"],
             }
-            with contextlib.suppress(ConnectionClosed):
-                await live.websocket.send(encode(reply).decode())
+            await self._writer.send(live, encode(reply))
 
     async def _refuse_rate_limited(self, live: LiveConnection) -> None:
         rate = self.config.rate_limit
@@ -263,8 +311,7 @@ class Gateway:
             f"Too many messages: at most {rate:g} per second (bursts of {2 * rate:g}) "
             "per connection",
         )
-        with contextlib.suppress(ConnectionClosed):
-            await live.websocket.send(encode(reply).decode())
+        await self._writer.send(live, encode(reply))
 
     async def _disconnected(self, live: LiveConnection) -> None:
         protocol = live.websocket.protocol
@@ -291,7 +338,7 @@ class Gateway:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for live in self._table.snapshot():
-                if live.expiring:
+                if live.closing:
                     continue
                 if now - live.opened >= age:
                     why = f"it reached the maximum connection age of {age:g} s"
@@ -300,8 +347,18 @@ class Gateway:
                     self._expire(live, f"it was idle for {idle:g} s", "Idle timeout")
 
     def _expire(self, live: LiveConnection, why: str, reason: str) -> None:
-        live.expiring = True
         log.info("Closing connection %s: %s", live.connection_id, why)
-        task = asyncio.create_task(live.websocket.close(GOING_AWAY, reason))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._writer.close(live, GOING_AWAY, reason)
+
+
+def _token(connection: ServerConnection) -> str | None:
+    return connection.token if isinstance(connection, CountedConnection) else None
+
+
+def _source_ip(connection: ServerConnection) -> str:
+    remote = connection.remote_address
+    return str(remote[0]) if remote else "unknown"
+
+
+def _query(request: Request) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(request.path).query))

@@ -109,3 +109,34 @@ def test_encode_keeps_unicode_and_escapes_lone_surrogates() -> None:
 )
 def test_describe_data_only_lets_word_like_types_into_logs(data: object, word: str) -> None:
     assert describe_data(data) == word
+
+
+@pytest.mark.parametrize(
+    ("number", "why"),
+    [
+        ("NaN", "holds NaN"),
+        ("Infinity", "holds Infinity"),
+        ("-Infinity", "holds -Infinity"),
+        ("1e999", "holds 1e999, which overflows to infinity"),
+        ("-1.5E+400", "holds -1.5E+400, which overflows to infinity"),
+    ],
+)
+def test_parse_body_refuses_numbers_json_does_not_have(number: str, why: str) -> None:
+    with pytest.raises(BadMessage) as refused:
+        parse_body(f'{{"action":"sendSignal","to":"me","data":{{"x":[{number}]}}}}')
+    assert refused.value.code == ErrorCode.BAD_REQUEST
+    assert why in refused.value.message
+    assert refused.value.message.endswith("JSON has no such numbers")
+
+
+def test_parse_body_keeps_numbers_json_has() -> None:
+    message = parse_body('{"a":1e308,"b":-2.5e-400,"c":12345678901234567890,"d":0.1}')
+    assert message == {"a": 1e308, "b": -0.0, "c": 12345678901234567890, "d": 0.1}
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_encode_never_writes_nan_or_infinity(number: float) -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode({"data": number})
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode({"data": number, "d": "\ud800"})  # the ASCII fallback refuses them too

@@ -1,6 +1,7 @@
 import base64
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,64 @@ def test_verification_uses_the_current_time_by_default() -> None:
     token = issue_token(SECRET, "client", "alice", 1, now=time.time() - 10)
     with pytest.raises(TokenError, match="expired"):
         verify_token(SECRET, token)
+
+
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _altered_padding_bits(token: str) -> str:
+    """The token with the unused low bits of its last character set differently."""
+    last = token[-1]
+    return token[:-1] + BASE64URL[BASE64URL.index(last) ^ 1]
+
+
+@pytest.mark.parametrize(
+    ("alter", "why"),
+    [
+        (lambda t: t.replace(".", ".é", 1), "characters other than ASCII"),
+        (lambda t: t + "é", "characters other than ASCII"),
+        (lambda t: t[:-1] + "!", "signature is not base64url"),
+        (lambda t: t[:-2] + "+/", "signature is not base64url"),
+        (lambda t: t + "=", "signature is not base64url"),
+        (lambda t: t.replace(".", ".~", 1), "payload is not base64url"),
+        (lambda t: t + "!!", "signature is not base64url"),
+        (lambda t: t + "AAAA", "signature is 47 characters long, not 43"),
+        (lambda t: t[:-1], "signature is 42 characters long, not 43"),
+        (_altered_padding_bits, "signature is not canonical base64url"),
+    ],
+    ids=[
+        "non-ascii-payload",
+        "non-ascii-appended",
+        "non-alphabet",
+        "standard-alphabet",
+        "padding",
+        "tilde-in-payload",
+        "junk-appended",
+        "base64-appended",
+        "short-signature",
+        "altered-padding-bits",
+    ],
+)
+def test_altered_tokens_are_refused_with_one_sentence(
+    alter: Callable[[str], str], why: str
+) -> None:
+    genuine = issue_token(SECRET, "homelab", "laptop", 3600)
+    altered = alter(genuine)
+    assert altered != genuine
+    with pytest.raises(TokenError, match=why) as refused:
+        verify_token(SECRET, altered)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_payload_with_altered_padding_bits_is_refused_before_the_signature() -> None:
+    version, payload, signature = issue_token(SECRET, "client", "alice", 60).split(".")
+    assert len(payload) % 4, "the payload must end in a partial group for this test"
+    with pytest.raises(TokenError, match="payload is not canonical base64url"):
+        verify_token(SECRET, f"{version}.{_altered_padding_bits(payload)}.{signature}")
+
+
+def test_a_payload_of_impossible_length_is_refused() -> None:
+    version, payload, signature = issue_token(SECRET, "client", "alice", 60).split(".")
+    cut = payload[: len(payload) - len(payload) % 4 + 1]  # 4n + 1 characters: no bytes have that
+    with pytest.raises(TokenError, match="payload has a length no base64url text has"):
+        verify_token(SECRET, f"{version}.{cut}.{signature}")
