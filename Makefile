@@ -65,6 +65,8 @@ lambda-zip: venv  ## build dist/signaling_lambda.zip (byte-reproducible)
 bench: venv  ## run the benchmarks (prints tables and a JSON line each; the bridge's needs root)
 	$(BIN)/python -m benchmarks.signaling
 	$(BIN)/python -m benchmarks.bridge
+	$(BIN)/python -m benchmarks.hostile_gateway
+	$(BIN)/python -m benchmarks.hostile_daemon
 
 clean: demo-clean  ## remove the venv and build output
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
