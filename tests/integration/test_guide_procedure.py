@@ -61,11 +61,8 @@ async def test_2_registered_homelab_gets_the_offer_and_its_answer_reaches_the_cl
     await send_json(client, {"action": "sendSignal", "to": "laptop", "data": OFFER})
     offer = await recv_json(homelab)
     assert offer == {"action": "sendSignal", "from": client_id, "to": "laptop", "data": OFFER}
-
-    await send_json(homelab, {"action": "sendSignal", "to": offer["from"], "data": ANSWER})
-    answer = await recv_json(client)
-    assert answer == {"action": "sendSignal", "from": homelab_id, "to": client_id, "data": ANSWER}
-
+    # The offer's invocation writes its last line after the homelab has the offer: the
+    # answer waits for it, so the two invocations' lines do not interleave in the log.
     gateway.wait_for_log(
         r"\[INFO\] Processing sendSignal route\n"
         rf"\[DEBUG\] LAPTOP_ID registry entry is set: {re.escape(homelab_id)}\n"
@@ -73,6 +70,10 @@ async def test_2_registered_homelab_gets_the_offer_and_its_answer_reaches_the_cl
         r"\[INFO\] LAPTOP_ID connection verified as alive\n"
         rf"\[INFO\] Relayed offer from {re.escape(client_id)} to laptop"
     )
+
+    await send_json(homelab, {"action": "sendSignal", "to": offer["from"], "data": ANSWER})
+    answer = await recv_json(client)
+    assert answer == {"action": "sendSignal", "from": homelab_id, "to": client_id, "data": ANSWER}
     await client.close()
     await homelab.close()
 
