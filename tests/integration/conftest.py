@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from homelab_server import webrtc
+from homelab_server.webrtc.ice import IcePolicy
 from tests.support.gateway import GatewayProcess
 from tests.support.integration import StartGateway
 from tests.support.moto_server import MotoServer
@@ -44,3 +46,10 @@ def aws(moto_server: MotoServer) -> MotoServer:
     """moto_server with every resource of earlier tests forgotten."""
     moto_server.reset()
     return moto_server
+
+
+@pytest.fixture
+def restore_default_install() -> Iterator[None]:
+    """For tests that install another data path: the default one again afterwards."""
+    yield
+    webrtc.install(IcePolicy())

@@ -9,17 +9,16 @@ SACK covered. RFC acking must never leave more than two such packets unacknowled
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCPeerConnection
 
 from homelab_server import webrtc
 from homelab_server.webrtc import fastpath
 from homelab_server.webrtc.datapath import AckPolicy, DataPathOptions
 from homelab_server.webrtc.ice import IcePolicy
-from tests.support.loopback import negotiate, send_paced
+from tests.support.loopback import channel_between, send_paced
 
 TOTAL = 4 * 1024 * 1024
 MESSAGE = bytes(range(256)) * 64  # 16 KiB, as the bridge sends
@@ -37,12 +36,6 @@ class AckRecorder:
             await send_sack()
 
         transport._send_sack = recording_send_sack  # type: ignore[method-assign]
-
-
-@pytest.fixture
-def restore_default_install() -> Iterator[None]:
-    yield
-    webrtc.install(IcePolicy())
 
 
 @contextlib.asynccontextmanager
@@ -63,11 +56,7 @@ async def transfer(ack_policy: AckPolicy) -> AckRecorder:
 
 
 async def _transfer(sender: RTCPeerConnection, receiver: RTCPeerConnection) -> AckRecorder:
-    channel = sender.createDataChannel("data")
-    arrived: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
-    receiver.on("datachannel", arrived.put_nowait)
-    await negotiate(sender, receiver)
-    far_end = await asyncio.wait_for(arrived.get(), 10)
+    channel, far_end = await channel_between(sender, receiver)
     transport: Any = far_end.transport
     assert isinstance(transport, fastpath.FastSctpTransport)
     recorder = AckRecorder(transport)

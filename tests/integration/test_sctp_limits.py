@@ -12,7 +12,7 @@ their limits instead of being kept.
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,18 +37,12 @@ from homelab_server.webrtc.sctp import (
     WINDOW_SLACK,
     FlowControlledSctpTransport,
 )
-from tests.support.loopback import negotiate, send_paced
+from tests.support.loopback import channel_between, send_paced
 
 MESSAGE = bytes(range(256)) * 64  # 16 KiB, as the bridge sends
 WEBRTC_BINARY = 53
 
 PATHS = pytest.mark.parametrize("path", [DataPath.FAST, DataPath.STANDARD])
-
-
-@pytest.fixture
-def restore_default_install() -> Iterator[None]:
-    yield
-    webrtc.install(IcePolicy())
 
 
 @dataclass
@@ -70,11 +64,7 @@ async def association(path: DataPath) -> AsyncIterator[Association]:
         webrtc.new_peer_connection(IcePolicy()),
     )
     try:
-        channel = sender.createDataChannel("data")
-        arrived: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
-        receiver.on("datachannel", arrived.put_nowait)
-        await negotiate(sender, receiver)
-        far_end = await asyncio.wait_for(arrived.get(), 10)
+        channel, far_end = await channel_between(sender, receiver)
         transport: Any = far_end.transport
         assert isinstance(transport, FlowControlledSctpTransport)
         violations: list[str] = []

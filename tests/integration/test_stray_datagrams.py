@@ -16,11 +16,7 @@ from homelab_server import webrtc
 from homelab_server.webrtc.datapath import DataPath, DataPathOptions
 from homelab_server.webrtc.ice import IcePolicy
 
-
-@pytest.fixture(autouse=True)
-def restore_default_install() -> Any:
-    yield
-    webrtc.install(IcePolicy())
+pytestmark = pytest.mark.usefixtures("restore_default_install")  # tests/integration/conftest.py
 
 
 @pytest.mark.parametrize("path", list(DataPath))

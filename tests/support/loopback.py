@@ -13,6 +13,17 @@ async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> 
     await offerer.setRemoteDescription(answerer.localDescription)
 
 
+async def channel_between(
+    offerer: RTCPeerConnection, answerer: RTCPeerConnection, label: str = "data"
+) -> tuple[RTCDataChannel, RTCDataChannel]:
+    """Connect the two peers with one data channel: (the offerer's end, the answerer's)."""
+    near = offerer.createDataChannel(label)
+    arrived: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
+    answerer.on("datachannel", arrived.put_nowait)
+    await negotiate(offerer, answerer)
+    return near, await asyncio.wait_for(arrived.get(), 10)
+
+
 async def send_paced(channel: RTCDataChannel, message: bytes, total: int) -> None:
     """``message`` until ``total`` bytes are sent, never more than 1 MiB queued locally."""
     can_send = asyncio.Event()
