@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from homelab_server.config import ConfigError, DaemonConfig
 from homelab_server.sdnotify import notify
+from homelab_server.tasks import OwnedTasks
 
 log = logging.getLogger("homelab_server.signaling")
 
@@ -77,7 +78,7 @@ class Link:
         self._waiters: list[
             tuple[Callable[[dict[str, Any]], bool], asyncio.Future[dict[str, Any]]]
         ] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks(log, "Handling a signaling message")
         self.closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read(), name="signaling-reader")
 
@@ -133,22 +134,11 @@ class Link:
                 waiter.set_result(message)
                 return
         if message.get("action") == "sendSignal" and isinstance(message.get("from"), str):
-            self._spawn(self._on_signal(message["from"], message.get("data")))
+            self._tasks.spawn(self._on_signal(message["from"], message.get("data")))
         elif "error" in message or message.get("message") == "Internal server error":
-            self._spawn(self._on_error(message))
+            self._tasks.spawn(self._on_error(message))
         elif message.get("action") == "pong":
             log.debug("Signaling: pong on %s", self.connection_id)
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except Exception:
-                log.exception("Handling a signaling message failed (a bug)")
-
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def send(self, message: dict[str, Any]) -> None:
         try:
@@ -186,9 +176,7 @@ class Link:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
 
 
 def backoff_delay(attempt: int, cap: float, base: float = 0.5) -> float:
