@@ -27,10 +27,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv with the project and its test tools
 
-lint: venv  ## ruff, ruff format, mypy, yamllint, ansible-lint (production profile)
+lint: venv  ## ruff, ruff format, mypy, the import direction, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/yamllint --strict .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --offline -q
 

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 # First match wins, innermost frame first: the layer that was running when sampled.
-# The fast data path's modules (homelab_server/webrtc/fastpath/) count in the layer they replace.
+# The fast data path's modules (p2p_webrtc/fastpath/) count in the layer they replace.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "DTLS (pyOpenSSL, cryptography)",

@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
-from signaling_lambda.tokens import issue_token
+from p2p_protocol.tokens import issue_token
 
 SECRET = os.urandom(32).hex().encode()
 BIN = Path(sys.executable).parent

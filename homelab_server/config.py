@@ -5,25 +5,26 @@ number from 1 to 1000, not 'many'``. The daemon exits with status 2 on any of th
 """
 
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from homelab_server.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_url
-from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
-from signaling_lambda.names import DEFAULT_NAME, NAME_RULE, is_valid_name
+from p2p_protocol.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_servers
+from p2p_protocol.names import (
+    DEFAULT_NAME,
+    ECHO_LABEL,
+    LOG_LEVELS,
+    NAME_RULE,
+    is_valid_label,
+    is_valid_name,
+)
+from p2p_runtime.configfile import ConfigError, read_yaml
+from p2p_runtime.credentials import TokenFileError, read_token_file
+from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
 
-ECHO_LABEL = "echo"
 SERVICE_SCHEMES = ("tcp", "http")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; str() names the key and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,9 @@ class DaemonConfig:
             return self.token
         assert self.token_file is not None
         try:
-            token = self.token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{self.source}: token_file: cannot read {self.token_file}: {exc.strerror or exc}"
-            ) from None
-        if not token:
-            raise ConfigError(f"{self.source}: token_file: {self.token_file} is empty")
-        return token
+            return read_token_file(self.token_file)
+        except TokenFileError as exc:
+            raise ConfigError(f"{self.source}: token_file: {exc}") from None
 
 
 class _Reader:
@@ -130,34 +126,6 @@ KNOWN_KEYS = [
 ]
 
 
-def parse_ice_servers(value: Any, key: str = "ice_servers") -> tuple[IceServer, ...]:
-    """``[{urls: "stun:..." | [...], username: ..., credential: ...}, ...]``."""
-    if not isinstance(value, list):
-        raise ValueError(f"{key}: must be a list of {{urls, username, credential}} entries")
-    servers: list[IceServer] = []
-    for position, entry in enumerate(value):
-        where = f"{key}[{position}]"
-        if not isinstance(entry, dict) or "urls" not in entry:
-            raise ValueError(f"{where}: must be a mapping with 'urls'")
-        unknown = set(entry) - {"urls", "username", "credential"}
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown key {sorted(unknown)[0]!r} (use urls, username, credential)"
-            )
-        urls = entry["urls"] if isinstance(entry["urls"], list) else [entry["urls"]]
-        for url in urls:
-            if not isinstance(url, str):
-                raise ValueError(f"{where}.urls: {url!r} is not a string")
-            username, credential = entry.get("username"), entry.get("credential")
-            try:
-                servers.append(
-                    parse_ice_url(url, username and str(username), credential and str(credential))
-                )
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-    return tuple(servers)
-
-
 def _services(reader: _Reader) -> dict[str, Service]:
     raw = reader.take("services", {})
     if not isinstance(raw, dict):
@@ -165,7 +133,7 @@ def _services(reader: _Reader) -> dict[str, Service]:
     services: dict[str, Service] = {}
     for label, url in raw.items():
         key = f"services.{label}"
-        if not isinstance(label, str) or not _LABEL.fullmatch(label):
+        if not is_valid_label(label):
             raise reader.fail(key, "a label is 1-64 letters, digits, '.', '_' or '-'")
         if label == ECHO_LABEL:
             raise reader.fail(
@@ -268,17 +236,4 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
 
 
 def load_config(path: Path) -> DaemonConfig:
-    import yaml  # noqa: PLC0415 - not at the top: the client imports this module, rarely YAML
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "it cannot be parsed"
-        raise ConfigError(f"{path}: is not valid YAML{where}: {problem}") from None
-    return parse_config(data, str(path))
+    return parse_config(read_yaml(path, "the configuration"), str(path))

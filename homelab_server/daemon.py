@@ -13,14 +13,15 @@ import signal
 import sys
 from pathlib import Path
 
-from homelab_server.config import ConfigError, DaemonConfig, load_config
-from homelab_server.logs import configure_logging
+from homelab_server.config import DaemonConfig, load_config
 from homelab_server.peers import PeerLimits, PeerManager
-from homelab_server.sdnotify import notify
 from homelab_server.services import ServiceRouter
 from homelab_server.signaling import HomelabSignaling
-from homelab_server.webrtc import IcePolicy, install
-from homelab_server.webrtc.ice import current_policy
+from p2p_runtime.configfile import ConfigError
+from p2p_runtime.logs import configure_logging
+from p2p_runtime.sdnotify import notify
+from p2p_webrtc import IcePolicy, install
+from p2p_webrtc.ice import current_policy
 
 log = logging.getLogger("homelab_server")
 PROG = "homelab_server"

@@ -30,18 +30,18 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from homelab_server import signals
-from homelab_server.channels import refuse
 from homelab_server.services import ServiceRouter
-from homelab_server.tasks import OwnedTasks
-from homelab_server.webrtc import (
+from p2p_protocol import signals
+from p2p_runtime.ratelimit import TokenBucket
+from p2p_runtime.tasks import OwnedTasks
+from p2p_webrtc import (
     IcePolicy,
     PortRangeExhausted,
     new_peer_connection,
     selected_pair,
     watch_peer,
 )
-from signaling_lambda.gateway.ratelimit import TokenBucket
+from p2p_webrtc.channels import refuse
 
 log = logging.getLogger("homelab_server.peers")
 

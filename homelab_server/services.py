@@ -15,15 +15,8 @@ import aiohttp
 import yarl
 from aiortc import RTCDataChannel
 
-from homelab_server.channels import (
-    READ_SIZE,
-    ChannelBridge,
-    EchoChannel,
-    MessageChannel,
-    refuse,
-)
-from homelab_server.config import ECHO_LABEL, Service
-from homelab_server.httpframing import (
+from homelab_server.config import Service
+from p2p_protocol.httpframing import (
     END,
     FramingError,
     RequestHead,
@@ -32,6 +25,14 @@ from homelab_server.httpframing import (
     parse_request_head,
     response_head,
     service_path,
+)
+from p2p_protocol.names import ECHO_LABEL
+from p2p_webrtc.channels import (
+    READ_SIZE,
+    ChannelBridge,
+    EchoChannel,
+    MessageChannel,
+    refuse,
 )
 
 log = logging.getLogger("homelab_server.services")

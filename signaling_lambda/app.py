@@ -15,14 +15,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from signaling_lambda.events import Invocation, MalformedEvent
-from signaling_lambda.management import (
-    AWS_MANAGEMENT_CONFIG,
-    ConnectionsDirectory,
-    ManagementApiError,
-    boto3_client_factory,
-)
-from signaling_lambda.messages import (
+from p2p_protocol.messages import (
     ECHO_TARGET,
     IDENTIFY,
     INTERNAL_ERROR_MESSAGE,
@@ -41,10 +34,17 @@ from signaling_lambda.messages import (
     relay_envelope,
     unknown_action,
 )
-from signaling_lambda.names import id_label, is_valid_name
+from p2p_protocol.names import id_label, is_valid_name
+from p2p_protocol.tokens import TokenError, verify_token
+from signaling_lambda.events import Invocation, MalformedEvent
+from signaling_lambda.management import (
+    AWS_MANAGEMENT_CONFIG,
+    ConnectionsDirectory,
+    ManagementApiError,
+    boto3_client_factory,
+)
 from signaling_lambda.registry import RefusedName, Registry, RegistryError, make_registry
 from signaling_lambda.settings import Settings
-from signaling_lambda.tokens import TokenError, verify_token
 
 log = logging.getLogger("signaling_lambda")
 

@@ -22,7 +22,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from signaling_lambda.names import DEFAULT_NAME, id_label
+from p2p_protocol.names import DEFAULT_NAME, id_label
 from signaling_lambda.settings import Settings
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from signaling_lambda.tokens import SecretError, check_secret
+from p2p_protocol.names import LOG_LEVELS
+from p2p_protocol.tokens import SecretError, check_secret
 
 BACKENDS = ("dynamodb", "lambda_env", "memory")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_REGISTRY_TTL_SECONDS = 7800
 
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from homelab_server import webrtc
-from homelab_server.webrtc.ice import IcePolicy
+import p2p_webrtc as webrtc
+from p2p_webrtc.ice import IcePolicy
 from tests.support.gateway import GatewayProcess
 from tests.support.integration import StartGateway
 from tests.support.moto_server import MotoServer

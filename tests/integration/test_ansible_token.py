@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from signaling_lambda.tokens import verify_token
+from p2p_protocol.tokens import verify_token
 from tests.support import SECRET
 from tests.support.ansible import extra_vars, run_local_play
 

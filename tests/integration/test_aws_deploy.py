@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from p2p_protocol.tokens import verify_token
 from signaling_lambda.package import build_zip_bytes, code_sha256, handler_sources
-from signaling_lambda.tokens import verify_token
 from tests.support.aws import ACCOUNT, FUNCTION, NAME, REGION, ROUTES, AwsDeployment
 from tests.support.moto_server import MotoServer
 
@@ -165,9 +165,9 @@ def test_update_lambda_publishes_changed_code_waits_and_keeps_the_configuration(
     assert f"{FUNCTION} already runs this code" in unchanged.output
 
     source = tmp_path / "source"
-    (source / "signaling_lambda").mkdir(parents=True)
     for path in handler_sources():
-        shutil.copy(path, source / "signaling_lambda" / path.name)
+        (source / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, source / path.parent.name / path.name)
     handler = source / "signaling_lambda" / "handler.py"
     handler.write_text(handler.read_text() + "\n# a change of code\n")
     new_sha = code_sha256(build_zip_bytes(handler_sources(source / "signaling_lambda")))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from signaling_lambda.tokens import issue_token
+from p2p_protocol.tokens import issue_token
 from tests.support.aws import FUNCTION, NAME, REGION, AwsDeployment, sealed_environment
 from tests.support.moto_server import MotoServer
 from tests.unit.aws_support import event

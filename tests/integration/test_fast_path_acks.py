@@ -14,10 +14,10 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from homelab_server import webrtc
-from homelab_server.webrtc import fastpath
-from homelab_server.webrtc.datapath import AckPolicy, DataPathOptions
-from homelab_server.webrtc.ice import IcePolicy
+import p2p_webrtc as webrtc
+from p2p_webrtc import fastpath
+from p2p_webrtc.datapath import AckPolicy, DataPathOptions
+from p2p_webrtc.ice import IcePolicy
 from tests.support.loopback import channel_between, send_paced
 
 TOTAL = 4 * 1024 * 1024

@@ -6,7 +6,7 @@ import time
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from signaling_lambda.tokens import issue_token
+from p2p_protocol.tokens import issue_token
 from tests.support import token
 from tests.support.gateway import GatewayProcess
 from tests.support.integration import StartGateway

@@ -25,12 +25,12 @@ from aiortc.rtcsctptransport import (
     tsn_plus_one,
 )
 
-from homelab_server import webrtc
-from homelab_server.channels import ECHO_BACKLOG_LIMIT, EchoChannel, MessageChannel
-from homelab_server.webrtc import queued_messages
-from homelab_server.webrtc.datapath import DataPath, DataPathOptions
-from homelab_server.webrtc.ice import IcePolicy
-from homelab_server.webrtc.sctp import (
+import p2p_webrtc as webrtc
+from p2p_webrtc import queued_messages
+from p2p_webrtc.channels import ECHO_BACKLOG_LIMIT, EchoChannel, MessageChannel
+from p2p_webrtc.datapath import DataPath, DataPathOptions
+from p2p_webrtc.ice import IcePolicy
+from p2p_webrtc.sctp import (
     MAX_BUFFERED_CHUNKS,
     MAX_INBOUND_STREAMS,
     RECEIVE_WINDOW,

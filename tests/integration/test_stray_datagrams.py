@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiortc import RTCDataChannel
 
-from homelab_server import webrtc
-from homelab_server.webrtc.datapath import DataPath, DataPathOptions
-from homelab_server.webrtc.ice import IcePolicy
+import p2p_webrtc as webrtc
+from p2p_webrtc.datapath import DataPath, DataPathOptions
+from p2p_webrtc.ice import IcePolicy
 
 pytestmark = pytest.mark.usefixtures("restore_default_install")  # tests/integration/conftest.py
 

@@ -1,6 +1,6 @@
 """Helpers shared by the tests."""
 
-from signaling_lambda.tokens import issue_token
+from p2p_protocol.tokens import issue_token
 
 SECRET = b"test-secret-0123456789abcdef-0123456789"
 """The signing secret of every test gateway and handler."""

@@ -21,8 +21,8 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from homelab_server import signals
-from homelab_server.signaling import Link
+from p2p_protocol import signals
+from signaling_client.link import Link
 
 BLOCK = bytes(range(256)) * 64  # 16 KiB
 

@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from homelab_server import httpframing, signals
-from homelab_server.iceservers import parse_ice_url
 from homelab_server.signaling import backoff_delay
+from p2p_protocol import httpframing, signals
+from p2p_protocol.iceservers import parse_ice_url
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from homelab_server.cli import build_parser
-from homelab_server.client import ClientOptions
-from homelab_server.clientconfig import client_options
-from homelab_server.config import ConfigError
-from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions
+from homelab_p2p.cli import build_parser
+from homelab_p2p.client import ClientOptions
+from homelab_p2p.clientconfig import client_options
+from p2p_runtime.configfile import ConfigError
+from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions
 
 BASICS = "signaling_url: ws://127.0.0.1:8765/prod\ntoken: t\n"
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from homelab_server.config import KNOWN_KEYS, ConfigError, load_config, parse_config
-from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions
+from homelab_server.config import KNOWN_KEYS, load_config, parse_config
+from p2p_runtime.configfile import ConfigError
+from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions
 
 VALID: dict[str, Any] = {
     "signaling_url": "wss://abc123.execute-api.us-east-1.amazonaws.com/prod",

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from homelab_server.client import ClientOptions
-from homelab_server.doctor import guide, report
-from homelab_server.doctor.checks import Doctor, Result
-from homelab_server.webrtc import IcePolicy
+from homelab_p2p.client import ClientOptions
+from homelab_p2p.doctor import guide, report
+from homelab_p2p.doctor.checks import Doctor, Result
+from p2p_webrtc import IcePolicy
 
 
 def options(url: str) -> ClientOptions:

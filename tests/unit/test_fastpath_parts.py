@@ -8,17 +8,17 @@ from pathlib import Path
 import aiortc.rtcpeerconnection
 import pytest
 
-from homelab_server import webrtc
-from homelab_server.webrtc import fastpath
-from homelab_server.webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
-from homelab_server.webrtc.fastpath.udp import (
+import p2p_webrtc as webrtc
+from p2p_webrtc import fastpath
+from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
+from p2p_webrtc.fastpath.udp import (
     GSO_MAX_SEGMENTS,
     WANTED_RECEIVE_BUFFER,
     gso_groups,
     receive_buffer_size,
 )
-from homelab_server.webrtc.ice import IcePolicy
-from homelab_server.webrtc.sctp import FlowControlledSctpTransport
+from p2p_webrtc.ice import IcePolicy
+from p2p_webrtc.sctp import FlowControlledSctpTransport
 
 
 def sizes(groups: list[list[bytes]]) -> list[list[int]]:
@@ -86,7 +86,7 @@ def test_on_another_aiortc_version_the_standard_path_runs_with_one_warning(
         "version",
         lambda package: "1.17.0" if package == "aiortc" else "0.13.0",
     )
-    with caplog.at_level(logging.INFO, logger="homelab_server.webrtc"):
+    with caplog.at_level(logging.INFO, logger="p2p_webrtc"):
         used = webrtc.install(IcePolicy(), DataPathOptions())
     assert used.path is DataPath.STANDARD
     assert aiortc.rtcpeerconnection.RTCSctpTransport is FlowControlledSctpTransport  # type: ignore[attr-defined]

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from p2p_runtime.ratelimit import TokenBucket
+from signaling_gateway.caps import CapReached, ConnectionCaps
+from signaling_gateway.cli import main
+from signaling_gateway.events import Caller, EventFactory, new_connection_id
+from signaling_gateway.shares import HandlerShares
+from signaling_gateway.static import static_response
 from signaling_lambda.events import Invocation
-from signaling_lambda.gateway.caps import CapReached, ConnectionCaps
-from signaling_lambda.gateway.cli import main
-from signaling_lambda.gateway.events import Caller, EventFactory, new_connection_id
-from signaling_lambda.gateway.ratelimit import TokenBucket
-from signaling_lambda.gateway.shares import HandlerShares
-from signaling_lambda.gateway.static import static_response
 
 
 class Clock:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from signaling_lambda.package import (
     PACKAGE_DIR,
+    PROTOCOL_PACKAGE,
     build_zip_bytes,
     code_sha256,
     handler_sources,
@@ -37,7 +38,8 @@ def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
 def test_the_digest_follows_the_sources(tmp_path: Path) -> None:
     sources = []
     for source in handler_sources():
-        copy = tmp_path / source.name
+        copy = tmp_path / source.parent.name / source.name
+        copy.parent.mkdir(exist_ok=True)
         copy.write_bytes(source.read_bytes())
         sources.append(copy)
     same = build_zip_bytes(sources)
@@ -62,9 +64,11 @@ def test_only_the_handler_modules_are_in_it() -> None:
         names = set(archive.namelist())
     assert "signaling_lambda/handler.py" in names
     assert "signaling_lambda/app.py" in names
+    assert "p2p_protocol/messages.py" in names
     assert not any(
         "gateway" in name or "package.py" in name or "__pycache__" in name for name in names
     )
+    assert {name.split("/")[0] for name in names} == {"signaling_lambda", "p2p_protocol"}
     assert not any(name.startswith(("boto3/", "botocore/")) for name in names)
 
 
@@ -83,7 +87,7 @@ def test_handler_modules_import_only_the_stdlib_boto3_and_themselves() -> None:
                 assert (
                     top in sys.stdlib_module_names
                     or top in ALLOWED_THIRD_PARTY
-                    or top == PACKAGE_DIR.name
+                    or top in {PACKAGE_DIR.name, PROTOCOL_PACKAGE}
                 ), f"{source.name} imports {module}, which the Lambda runtime does not have"
 
 

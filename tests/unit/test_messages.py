@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from signaling_lambda.messages import (
+from p2p_protocol.messages import (
     MAX_DATA_BYTES,
     BadMessage,
     ErrorCode,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from homelab_server.sdnotify import notify
+from p2p_runtime.sdnotify import notify
 
 
 def test_sends_the_fields_to_the_notify_socket(

@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from signaling_lambda.tokens import load_secret_file, verify_token
+from p2p_protocol.tokens import verify_token
+from p2p_runtime.credentials import load_secret_file
 
 CLI = Path(sys.executable).with_name("homelab-p2p")
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from signaling_lambda.tokens import (
+from p2p_protocol.tokens import (
     SecretError,
     TokenError,
     issue_token,
-    load_secret_file,
     parse_ttl,
     verify_token,
 )
+from p2p_runtime.credentials import load_secret_file
 from tests.support import SECRET
 
 

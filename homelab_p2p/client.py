@@ -1,0 +1,268 @@
+"""The client side of the bridge: one peer connection to a homelab, opened on first use.
+
+``BridgeClient.open_service(label, attach)`` opens a data channel to that service of the
+target homelab, with ``attach`` listening on it from the start. The first call
+negotiates: it connects to signaling, offers, waits for the answer, then for ICE, DTLS
+and an ``echo`` probe channel, each step within the timeout; a failure says which step
+failed and what to do. A later call after the peer connection failed or closed
+negotiates again.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from p2p_protocol import signals
+from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE
+from p2p_protocol.names import ECHO_LABEL
+from p2p_webrtc import IcePolicy, new_peer_connection, selected_pair
+from p2p_webrtc.datapath import DataPathOptions
+from signaling_client.link import Link, SignalingError
+
+T = TypeVar("T")
+log = logging.getLogger("homelab_p2p.client")
+
+PROBE_LABEL = ECHO_LABEL
+REUSED_CHANNEL_TIMEOUT = 5.0
+"""A channel on an established connection opens in one round trip; if it does not open
+within this, the homelab is taken to be gone (crashed, cut off) and a new connection is made."""
+
+
+class ClientError(Exception):
+    """A step of reaching the homelab failed; ``step`` names it, str() says why and what to do."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class TargetNotConnected(ClientError):
+    """The guide's first row: no homelab is registered under the target name."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(
+            "signaling",
+            f"{BACKEND_UNREACHABLE_MESSAGE}\n"
+            f"  Cause: no homelab_server is running and registered as {target!r}.\n"
+            "  Solution: start homelab_server and verify it connects to signaling "
+            "(ps aux | grep homelab_server; journalctl -u homelab-p2p-bridge -f, and look for "
+            f"\"Registered as '{target}'\").",
+        )
+
+
+def ice_failure(timeout: float) -> ClientError:
+    return ClientError(
+        "ICE",
+        f"WebRTC connection timeout: no network path to the homelab within {timeout:g} s.\n"
+        "  Cause: NAT traversal or a firewall (both sides may be behind NATs that need a relay).\n"
+        "  Solution: check that the STUN servers answer, configure a TURN server "
+        "(--ice-server turn:... with --ice-username/--ice-credential) and let UDP through the "
+        "homelab's firewall (its ice_port_range).",
+    )
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    signaling_url: str
+    token: str
+    target: str
+    ice: IcePolicy
+    timeout: float = 20.0
+    relay_only: bool = False
+    data_path: DataPathOptions = field(default_factory=DataPathOptions)
+
+
+class BridgeClient:
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self.pc: RTCPeerConnection | None = None
+        self._lock = asyncio.Lock()
+        self._answer: asyncio.Future[signals.Signal] | None = None
+        self._refusal: signals.Signal | None = None
+        """An error signal the homelab sent after its answer (its place was taken, ...)."""
+        self._progress = asyncio.Event()
+        """Set when the connection being negotiated changes state or is refused."""
+        self._fresh: RTCPeerConnection | None = None  # negotiated for the call under way
+
+    async def open_service(self, label: str, attach: Callable[[RTCDataChannel], T]) -> T:
+        """``attach(channel)`` for a data channel to ``label``, returned once the channel opened.
+
+        ``attach`` runs as soon as the channel exists: the homelab may send a message (a
+        refusal, say) and close the channel in the same moment it opens, and datagrams are
+        handled in batches, so whatever reads the channel must listen before it opens.
+        """
+        pc = await self.connect()
+        reused = pc is not self._fresh
+        self._fresh = None
+        channel = pc.createDataChannel(label)
+        attached = attach(channel)
+        try:
+            await self._wait_open(channel, label, REUSED_CHANNEL_TIMEOUT if reused else None)
+        except ClientError:
+            if not reused:
+                raise
+            log.info("The peer connection stopped answering; negotiating a new one")
+            await self._discard(pc)
+            return await self.open_service(label, attach)
+        return attached
+
+    async def _discard(self, pc: RTCPeerConnection) -> None:
+        async with self._lock:
+            if self.pc is pc:
+                self.pc = None
+        await pc.close()
+
+    async def connect(self) -> RTCPeerConnection:
+        """The peer connection, negotiated now if there is none or the last one failed."""
+        async with self._lock:
+            if self.pc is not None and self.pc.connectionState not in ("failed", "closed"):
+                return self.pc
+            if self.pc is not None:
+                log.info("The peer connection %s; negotiating a new one", self.pc.connectionState)
+                await self.pc.close()
+            self.pc = self._fresh = await self._negotiate()
+            return self.pc
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+
+    async def _negotiate(self) -> RTCPeerConnection:
+        options = self.options
+        started = time.monotonic()
+        try:
+            link = await Link.open(
+                options.signaling_url, options.token, self._on_signal, self._on_error
+            )
+        except SignalingError as exc:
+            raise ClientError("signaling", str(exc)) from None
+        pc = new_peer_connection(options.ice, relay_only=options.relay_only)
+        try:
+            probe = pc.createDataChannel(PROBE_LABEL)
+            await pc.setLocalDescription(await pc.createOffer())
+            self._answer = asyncio.get_running_loop().create_future()
+            self._refusal = None
+            await link.send(
+                {
+                    "action": "sendSignal",
+                    "to": options.target,
+                    "data": signals.offer(pc.localDescription.sdp),
+                }
+            )
+            answer = await self._wait_answer()
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+            await self._wait_connected(pc)
+            await self._wait_open(probe, PROBE_LABEL)
+        except BaseException:
+            await pc.close()
+            raise
+        finally:
+            await link.close()
+        pair = selected_pair(pc)
+        log.info(
+            "Connected to %r in %.2f s over %s",
+            options.target,
+            time.monotonic() - started,
+            pair[0] if pair else "an unknown path",
+        )
+        return pc
+
+    async def _on_signal(self, sender: str, data: Any) -> None:
+        try:
+            signal = signals.parse_signal(data)
+        except signals.BadSignal as exc:
+            log.warning("Ignored a signal from %s: %s", sender, exc)
+            return
+        if self._answer is None or signal.type not in ("answer", "error"):
+            return
+        if not self._answer.done():
+            self._answer.set_result(signal)
+        elif signal.type == "error":
+            self._refusal = signal
+            self._progress.set()
+
+    async def _on_error(self, message: dict[str, Any]) -> None:
+        if self._answer is None or self._answer.done():
+            return
+        if message.get("error") == "backend_unreachable":
+            self._answer.set_exception(TargetNotConnected(self.options.target))
+        else:
+            text = message.get("message") or message.get("error")
+            self._answer.set_exception(
+                ClientError("signaling", f"the signaling service answered: {text}")
+            )
+
+    async def _wait_answer(self) -> signals.Signal:
+        assert self._answer is not None
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                signal = await self._answer
+        except TimeoutError:
+            raise ClientError(
+                "signaling",
+                f"the homelab {self.options.target!r} did not answer the offer within "
+                f"{self.options.timeout:g} s; check its log (journalctl -u homelab-p2p-bridge)",
+            ) from None
+        if signal.type == "error":
+            raise ClientError(
+                "signaling", f"the homelab refused the connection ({signal.code}): {signal.message}"
+            )
+        return signal
+
+    async def _wait_connected(self, pc: RTCPeerConnection) -> None:
+        changed = self._progress
+        pc.on("connectionstatechange", changed.set)
+        pc.on("iceconnectionstatechange", changed.set)
+        deadline = time.monotonic() + self.options.timeout
+        while pc.connectionState != "connected":
+            if self._refusal is not None:
+                raise ClientError(
+                    "signaling",
+                    f"the homelab closed the connection before it was up "
+                    f"({self._refusal.code}): {self._refusal.message}",
+                )
+            if pc.connectionState in ("failed", "closed") or time.monotonic() >= deadline:
+                if pc.iceConnectionState not in ("completed", "connected"):
+                    raise ice_failure(self.options.timeout)
+                raise ClientError(
+                    "DTLS",
+                    "the DTLS handshake with the homelab failed after ICE connected; the homelab's "
+                    "log says why (journalctl -u homelab-p2p-bridge)",
+                )
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await changed.wait()
+
+    async def _wait_open(
+        self, channel: RTCDataChannel, label: str, within: float | None = None
+    ) -> None:
+        if channel.readyState == "open":
+            return
+        limit = within or self.options.timeout
+        opened, settled = False, asyncio.Event()
+
+        def on_open() -> None:
+            nonlocal opened
+            opened = True
+            settled.set()
+
+        channel.on("open", on_open)
+        channel.on("close", settled.set)
+        try:
+            async with asyncio.timeout(limit):
+                await settled.wait()
+        except TimeoutError:
+            raise ClientError(
+                "channel", f"the data channel {label!r} did not open within {limit:g} s"
+            ) from None
+        if not opened:
+            # Opened and closed at once is a refusal: its reader has the reason.
+            raise ClientError("channel", f"the data channel {label!r} closed as it opened")

@@ -1,0 +1,151 @@
+"""The client's connection options: command-line flags over ``client.yml`` over defaults.
+
+``~/.config/homelab-p2p/client.yml`` (or ``--config FILE``) may hold ``signaling_url``,
+``token`` or ``token_file``, ``target``, ``ice_servers`` (as in the daemon's config),
+``timeout``, ``data_path`` and ``ack_policy``. Without any ICE server anywhere, the client
+uses the original system's default STUN server, as the daemon does; ``--ice-server none``
+means no server at all.
+"""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from homelab_p2p.client import ClientOptions
+from p2p_protocol.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_servers, parse_ice_url
+from p2p_protocol.names import DEFAULT_NAME
+from p2p_runtime.configfile import ConfigError, read_yaml
+from p2p_runtime.credentials import TokenFileError, read_token_file
+from p2p_webrtc import IcePolicy
+from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
+
+DEFAULT_CONFIG = Path("~/.config/homelab-p2p/client.yml")
+CLIENT_KEYS = (
+    "signaling_url",
+    "token",
+    "token_file",
+    "target",
+    "ice_servers",
+    "timeout",
+    "data_path",
+    "ack_policy",
+)
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection")
+    group.add_argument("--signaling-url", help="ws:// or wss:// URL of the signaling service")
+    tokens = group.add_mutually_exclusive_group()
+    tokens.add_argument("--token", help="a client token (see `homelab-p2p token issue`)")
+    tokens.add_argument("--token-file", type=Path, help="file holding the client token")
+    group.add_argument("--target", help=f"the homelab's registered name (default: {DEFAULT_NAME})")
+    group.add_argument(
+        "--ice-server",
+        action="append",
+        metavar="URL",
+        help="STUN or TURN server, repeatable (turn: URLs take --ice-username/--ice-credential); "
+        "'none' for no server",
+    )
+    group.add_argument("--ice-username", help="username for the TURN servers")
+    group.add_argument("--ice-credential", help="credential for the TURN servers")
+    group.add_argument("--relay-only", action="store_true", help="use TURN relays only (testing)")
+    group.add_argument(
+        "--timeout", type=float, help="seconds each connection step may take (default: 20)"
+    )
+    group.add_argument(
+        "--data-path",
+        choices=[p.value for p in DataPath],
+        help="fast (the default) or standard (aiortc's own); see docs/performance.md",
+    )
+    group.add_argument(
+        "--ack-policy",
+        choices=[p.value for p in AckPolicy],
+        help="SCTP acknowledgements on the fast path: rfc (the default, RFC 9260) or aggressive "
+        "(fewer SACKs, longer bursts; may overflow shallow buffers, see docs/performance.md)",
+    )
+    group.add_argument(
+        "--config", type=Path, help=f"client configuration (default: {DEFAULT_CONFIG})"
+    )
+
+
+def _load_file(path: Path | None) -> dict[str, Any]:
+    explicit = path is not None
+    path = (path or DEFAULT_CONFIG).expanduser()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"cannot read the client configuration {path}: it does not exist")
+        return {}
+    data = read_yaml(path, "the client configuration") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values")
+    for key in data:
+        if key not in CLIENT_KEYS:
+            raise ConfigError(f"{path}: {key}: unknown key; known keys: {', '.join(CLIENT_KEYS)}")
+    return data
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return read_token_file(path)
+    except TokenFileError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _ice_servers(args: argparse.Namespace, file: dict[str, Any]) -> tuple[IceServer, ...]:
+    if args.ice_server:
+        if args.ice_server == ["none"]:
+            return ()
+        try:
+            return tuple(
+                parse_ice_url(url, args.ice_username, args.ice_credential)
+                for url in args.ice_server
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--ice-server: {exc}") from None
+    try:
+        return parse_ice_servers(file.get("ice_servers", [{"urls": ORIGINAL_DEFAULT}]))
+    except ValueError as exc:
+        raise ConfigError(f"client configuration: {exc}") from None
+
+
+def _data_path(args: argparse.Namespace, file: dict[str, Any]) -> DataPathOptions:
+    path = args.data_path or file.get("data_path", DataPath.FAST.value)
+    ack_policy = args.ack_policy or file.get("ack_policy", AckPolicy.RFC.value)
+    try:
+        return parse_data_path(path, ack_policy)
+    except ValueError as exc:  # only a file's value can be wrong: argparse checks the flags
+        raise ConfigError(f"client configuration: {exc}") from None
+
+
+def client_options(args: argparse.Namespace) -> ClientOptions:
+    """The options the flags and the configuration file give; ConfigError says what is missing."""
+    file = _load_file(args.config)
+    url = args.signaling_url or file.get("signaling_url")
+    if not url:
+        raise ConfigError(
+            f"no signaling URL: pass --signaling-url or set signaling_url in {DEFAULT_CONFIG}"
+        )
+    if args.token:
+        token = args.token
+    elif args.token_file:
+        token = _read_token(args.token_file)
+    elif file.get("token"):
+        token = str(file["token"])
+    elif file.get("token_file"):
+        token = _read_token(Path(file["token_file"]))
+    else:
+        raise ConfigError(
+            f"no token: pass --token or --token-file, or set token_file in {DEFAULT_CONFIG}"
+        )
+    timeout = args.timeout if args.timeout is not None else file.get("timeout", 20.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError(f"timeout: {timeout!r} is not a positive number of seconds")
+    return ClientOptions(
+        signaling_url=str(url),
+        token=token,
+        target=args.target or str(file.get("target", DEFAULT_NAME)),
+        ice=IcePolicy(_ice_servers(args, file)),
+        timeout=float(timeout),
+        relay_only=args.relay_only,
+        data_path=_data_path(args, file),
+    )

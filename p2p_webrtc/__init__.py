@@ -1,0 +1,136 @@
+"""The project's seam to aiortc: everything that reaches into aiortc's or aioice's internals.
+
+``install(policy, data_path)`` puts subclasses in place, once per process, before any peer
+connection exists: ``ice.BridgeIceConnection`` (port range, every STUN/TURN server) and
+``sctp.FlowControlledSctpTransport`` (flow control both ways) always, and with the fast data
+path the classes of ``fastpath`` (see its docstring). All of them extend aiortc 1.16.0 /
+aioice 0.13.0, the exact versions pyproject.toml pins. The first two override a few methods
+and go in on any version; the fast path replaces much more, so on any other version
+it stays off with one warning line and aiortc's standard path runs. Everything outside
+this package uses aiortc's public API only.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiortc.rtcdtlstransport
+import aiortc.rtcicetransport
+import aiortc.rtcpeerconnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from p2p_webrtc import fastpath
+from p2p_webrtc.datapath import DataPath, DataPathOptions
+from p2p_webrtc.ice import (
+    BridgeIceConnection,
+    HostProtocol,
+    IcePolicy,
+    PortRangeExhausted,
+    set_host_protocol,
+    set_policy,
+)
+from p2p_webrtc.sctp import FlowControlledSctpTransport
+
+__all__ = [
+    "DataPathOptions",
+    "IcePolicy",
+    "PortRangeExhausted",
+    "install",
+    "new_peer_connection",
+    "queued_messages",
+    "receive_window",
+    "selected_pair",
+    "watch_peer",
+]
+
+log = logging.getLogger("p2p_webrtc")
+STANDARD_DTLS = aiortc.rtcdtlstransport.RTCDtlsTransport
+
+
+def install(policy: IcePolicy, data_path: DataPathOptions | None = None) -> DataPathOptions:
+    """Puts the seams in place; returns the data path in use, for the caller to log."""
+    data_path = data_path or DataPathOptions()
+    set_policy(policy)
+    # aiortc refers to these classes through module globals; these are the seams.
+    aiortc.rtcicetransport.Connection = BridgeIceConnection  # type: ignore[attr-defined]
+    # Never aiortc's implicit public STUN server: only what the policy names is used.
+    gatherer = aiortc.rtcicetransport.RTCIceGatherer
+    gatherer.getDefaultIceServers = staticmethod(_no_default_servers)  # type: ignore[method-assign]
+
+    if data_path.path is DataPath.FAST and (reason := fastpath.incompatibility()):
+        log.warning(
+            "%s: the fast data path is off and aiortc's standard path runs "
+            "(reinstall the project to get the versions it pins)",
+            reason,
+        )
+        data_path = DataPathOptions(DataPath.STANDARD)
+    fast = data_path.path is DataPath.FAST
+    if fast:
+        fastpath.configure(data_path.ack_policy)
+    set_host_protocol(fastpath.FastHostProtocol if fast else HostProtocol)
+    pc_module: Any = aiortc.rtcpeerconnection
+    pc_module.RTCDtlsTransport = fastpath.FastDtlsTransport if fast else STANDARD_DTLS
+    pc_module.RTCSctpTransport = fastpath.FastSctpTransport if fast else FlowControlledSctpTransport
+    return data_path
+
+
+def _no_default_servers() -> list[RTCIceServer]:
+    return []
+
+
+def new_peer_connection(policy: IcePolicy, relay_only: bool = False) -> RTCPeerConnection:
+    servers = [
+        RTCIceServer(urls=server.url, username=server.username, credential=server.credential)
+        for server in policy.servers
+    ]
+    transport_policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=servers, iceTransportPolicy=transport_policy)
+    )
+
+
+def _ice_connection(pc: RTCPeerConnection) -> Any:
+    sctp = pc.sctp
+    if sctp is None:
+        return None
+    return sctp.transport.transport._connection
+
+
+def selected_pair(pc: RTCPeerConnection) -> tuple[str, str, str] | None:
+    """(pair type, local candidate type, remote candidate type) of the pair in use.
+
+    The pair type is the most indirect of the two: relay if either end is relayed, else
+    srflx if either is server- or peer-reflexive, else host.
+    """
+    connection = _ice_connection(pc)
+    pair = connection._nominated.get(1) if connection is not None else None
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate.type, pair.remote_candidate.type
+    kinds = {local, remote}
+    kind = "relay" if "relay" in kinds else "srflx" if kinds & {"srflx", "prflx"} else "host"
+    return kind, local, remote
+
+
+def receive_window(channel: Any) -> FlowControlledSctpTransport | None:
+    """The flow-controlled SCTP transport under a data channel (None before install)."""
+    transport = getattr(channel, "transport", None)
+    return transport if isinstance(transport, FlowControlledSctpTransport) else None
+
+
+def queued_messages(channel: Any) -> int:
+    """Messages waiting to be sent on ``channel``'s peer connection (all its channels)."""
+    transport = receive_window(channel)
+    return len(transport._data_channel_queue) if transport is not None else 0
+
+
+def watch_peer(
+    pc: RTCPeerConnection, label: str, on_violation: Callable[[str], None] | None = None
+) -> None:
+    """Names the peer at the other end of ``pc`` in the SCTP layer's log lines, and calls
+    ``on_violation(why)`` when its SCTP packets break a limit no RFC sender reaches."""
+    if isinstance(pc.sctp, FlowControlledSctpTransport):
+        pc.sctp.peer_label = label
+        if on_violation is not None:
+            pc.sctp.on("violation", on_violation)

@@ -1,0 +1,219 @@
+"""ICE candidate gathering as this project needs it, on top of aioice.
+
+aioice (under aiortc) binds host candidates to ephemeral ports and asks only the first STUN
+and the first TURN server it is given. ``BridgeIceConnection`` gathers instead:
+
+- host candidates on sockets bound inside the configured ``ice_port_range``, so a firewall
+  can open exactly that range (TURN client sockets connect outwards and stay ephemeral);
+- a server-reflexive candidate from every STUN server (different servers may see
+  different mappings, which is itself useful to a symmetric NAT's peer);
+- a relayed candidate from every TURN server.
+
+It also drops empty datagrams, which would end aiortc's DTLS reader. Host sockets are
+served by ``HostProtocol`` (the fast data path puts its own subclass in its place).
+Everything else (pairing, checks, consent) is aioice's. The policy is per process: the
+daemon and the client each install theirs once (see ``webrtc.install``).
+"""
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aioice import Candidate
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import (
+    Connection,
+    StunProtocol,
+    TransportPolicy,
+    relayed_candidate,
+    server_reflexive_candidate,
+)
+from aioice.turn import UDP_SOCKET_BUFFER_SIZE
+
+from p2p_protocol.iceservers import IceServer
+
+log = logging.getLogger("homelab_server.ice")
+
+
+class PortRangeExhausted(OSError):
+    """Every port of ``ice_port_range`` is taken on some address."""
+
+
+@dataclass(frozen=True)
+class IcePolicy:
+    servers: tuple[IceServer, ...] = ()
+    port_range: tuple[int, int] | None = None
+
+    @property
+    def stun_servers(self) -> tuple[IceServer, ...]:
+        return tuple(s for s in self.servers if not s.is_turn)
+
+    @property
+    def turn_servers(self) -> tuple[IceServer, ...]:
+        return tuple(s for s in self.servers if s.is_turn)
+
+    def describe(self) -> str:
+        servers = ", ".join(s.describe() for s in self.servers) or "none (host candidates only)"
+        ports = f"{self.port_range[0]}-{self.port_range[1]}" if self.port_range else "any"
+        return f"ICE servers: {servers}; host candidate UDP ports: {ports}"
+
+
+_policy = IcePolicy()
+
+
+def set_policy(policy: IcePolicy) -> None:
+    global _policy  # noqa: PLW0603 - one ICE policy per process, set at start-up
+    _policy = policy
+
+
+def current_policy() -> IcePolicy:
+    return _policy
+
+
+class HostProtocol(StunProtocol):
+    """aioice's protocol on a host candidate's socket; the fast data path extends it."""
+
+    def bound(self, sock: socket.socket) -> None:
+        """Called once the endpoint exists, with its socket."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
+
+
+_host_protocol: type[HostProtocol] = HostProtocol
+
+
+def set_host_protocol(protocol: type[HostProtocol]) -> None:
+    global _host_protocol  # noqa: PLW0603 - one data path per process, set at start-up
+    _host_protocol = protocol
+
+
+def _bind_socket(address: str, port_range: tuple[int, int] | None) -> socket.socket:
+    """A UDP socket bound to ``address``, on a free port of ``port_range`` (any without one)."""
+    family = (
+        socket.AF_INET6
+        if ipaddress.ip_address(address.split("%", maxsplit=1)[0]).version == 6
+        else socket.AF_INET
+    )
+    if port_range is None:
+        ports = [0]
+    else:
+        low, high = port_range
+        ports = list(range(low, high + 1))
+        start = random.randrange(len(ports))  # noqa: S311 - spreads peers over the range
+        ports = ports[start:] + ports[:start]
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE and port_range is not None:
+                continue
+            raise
+        sock.setblocking(False)
+        return sock
+    assert port_range is not None
+    raise PortRangeExhausted(
+        f"every UDP port of ice_port_range {port_range[0]}-{port_range[1]} is in use on {address}"
+    )
+
+
+async def bind_udp(
+    protocol_factory: Callable[[], HostProtocol],
+    address: str,
+    port_range: tuple[int, int] | None,
+) -> tuple[asyncio.DatagramTransport, HostProtocol]:
+    """A UDP endpoint on ``address``, on a free port of ``port_range`` (any port without one)."""
+    sock = _bind_socket(address, port_range)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
+    protocol.bound(sock)
+    return transport, protocol
+
+
+class BridgeIceConnection(Connection):
+    """aioice's Connection, gathering with the process's IcePolicy (see the module doc)."""
+
+    def data_received(self, data: bytes, component: int) -> None:
+        if data:  # an empty datagram (or TURN payload) would end aiortc's DTLS reader
+            super().data_received(data, component)
+
+    async def get_component_candidates(  # aioice's signature, `timeout` included
+        self,
+        component: int,
+        addresses: list[str],
+        timeout: int = 5,  # noqa: ASYNC109
+    ) -> list[Candidate]:
+        policy = _policy
+        candidates: list[Candidate] = []
+        host_protocols: list[StunProtocol] = []
+        for address in addresses:
+            try:
+                transport, protocol = await bind_udp(
+                    lambda: _host_protocol(self), address, policy.port_range
+                )
+            except PortRangeExhausted:
+                for opened in host_protocols:
+                    opened.transport.close()
+                raise
+            except OSError as exc:
+                log.debug("Could not bind to %s: %s", address, exc)
+                continue
+            host, port = transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            host_protocols.append(protocol)
+        self._protocols += host_protocols
+
+        tasks: list[asyncio.Task[tuple[Candidate, StunProtocol | None]]] = [
+            asyncio.create_task(server_reflexive_candidate(protocol, (stun.host, stun.port)))
+            for stun in policy.stun_servers
+            for protocol in host_protocols
+            if ipaddress.ip_address(protocol.local_candidate.host).version == 4
+        ]
+        tasks += [
+            asyncio.create_task(
+                relayed_candidate(
+                    component=component,
+                    hide_related_address=self._transport_policy == TransportPolicy.RELAY,
+                    protocol_factory=lambda: StunProtocol(self),
+                    turn_server=(turn.host, turn.port),
+                    turn_username=turn.username,
+                    turn_password=turn.credential,
+                    turn_ssl=turn.scheme == "turns",
+                    turn_transport=turn.transport,
+                )
+            )
+            for turn in policy.turn_servers
+        ]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            seen = {(c.type, c.host, c.port) for c in candidates}
+            for task in done:
+                if task.exception() is not None:
+                    log.info("A STUN/TURN server gave no candidate: %s", task.exception())
+                    continue
+                candidate, relay_protocol = task.result()
+                if relay_protocol is not None:
+                    self._protocols.append(relay_protocol)
+                key = (candidate.type, candidate.host, candidate.port)
+                if key not in seen:  # two STUN servers often see the same mapping
+                    seen.add(key)
+                    candidates.append(candidate)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.info("%d STUN/TURN queries did not answer within %d s", len(pending), timeout)
+        return candidates

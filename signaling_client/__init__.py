@@ -1,0 +1,1 @@
+"""The asyncio client side of the signaling service's WebSocket protocol."""

@@ -1,0 +1,279 @@
+"""``signaling-gateway``: the local API-Gateway-compatible signaling server."""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import re
+import resource
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+from p2p_protocol.names import LOG_LEVELS
+from p2p_protocol.tokens import SecretError
+from p2p_runtime.credentials import load_secret_file
+from p2p_runtime.logs import configure_logging
+from p2p_runtime.sdnotify import notify
+from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
+from signaling_lambda.app import SignalingApp
+from signaling_lambda.settings import Settings
+
+log = logging.getLogger("signaling_gateway")
+PROG = "signaling-gateway"
+# An installed wheel carries frontend/ inside the package; a checkout has it at the top.
+FRONTEND_DIRS = (
+    Path(__file__).resolve().parent / "frontend",
+    Path(__file__).resolve().parents[1] / "frontend",
+)
+# The management API is on loopback and never waits on a client: a call that takes longer
+# than this is a fault, and a retry would only hold the handler thread longer.
+MANAGEMENT_CLIENT_CONFIG = Config(
+    retries={"total_max_attempts": 1, "mode": "standard"},
+    connect_timeout=1,
+    read_timeout=2,
+    max_pool_connections=32,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run the signaling Lambda handler behind a local WebSocket server that "
+        "behaves as API Gateway does.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="WebSocket port; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stage", default="prod", help="stage, the URL path (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--management-port",
+        type=int,
+        default=None,
+        help="port of the management API, always on 127.0.0.1 (default: --port + 1)",
+    )
+    auth = parser.add_mutually_exclusive_group(required=True)
+    auth.add_argument(
+        "--secret-file", type=Path, help="file holding the token signing secret (32+ bytes)"
+    )
+    auth.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept connections without a token (local tests only)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        help="close connections that sent nothing for this many seconds (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--max-connection-age",
+        type=float,
+        default=7200.0,
+        help="close connections older than this many seconds (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=100.0,
+        help="messages per second per connection, bursts of twice that; 0 is no limit "
+        "(default: %(default)g)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections open at once, handshakes included; beyond: HTTP 503 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=100,
+        metavar="N",
+        help="connections from one source address; beyond: HTTP 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections-per-token",
+        type=int,
+        default=16,
+        metavar="N",
+        help="connections with one token (valid or not); beyond: HTTP 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-send-buffer",
+        type=int,
+        default=1048576,
+        metavar="BYTES",
+        help="bytes a client may leave unread; beyond, its connection is closed with 1008 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--handlers-per-token",
+        type=int,
+        default=2,
+        metavar="N",
+        help="messages of one token's connections (one address's, without auth) handled at "
+        "once; the rest wait their turn, so one token cannot take the whole handler pool "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--static-dir",
+        type=Path,
+        default=None,
+        help="directory served at / to plain GET requests (default: the bundled frontend/)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="DEBUG",
+        choices=LOG_LEVELS,
+        help="DEBUG shows every line of the troubleshooting guide (default: %(default)s)",
+    )
+    return parser
+
+
+def raise_open_file_limit() -> None:
+    """Each connection is a file descriptor; allow as many as the system lets us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(
+            OSError, ValueError
+        ):  # a sandbox may forbid it: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for option, value in (
+        ("--idle-timeout", args.idle_timeout),
+        ("--max-connection-age", args.max_connection_age),
+    ):
+        if value <= 0:
+            parser.error(f"{option} must be a positive number of seconds")
+    if args.rate_limit < 0:
+        parser.error("--rate-limit must be 0 (off) or a positive number of messages per second")
+    for option, count in (
+        ("--max-connections", args.max_connections),
+        ("--max-connections-per-ip", args.max_connections_per_ip),
+        ("--max-connections-per-token", args.max_connections_per_token),
+        ("--handlers-per-token", args.handlers_per_token),
+    ):
+        if count < 1:
+            parser.error(f"{option} must be a positive number")
+    if args.max_send_buffer < MAX_MESSAGE_BYTES:
+        parser.error(
+            f"--max-send-buffer must be at least {MAX_MESSAGE_BYTES} bytes (the largest message)"
+        )
+    for option, port in (("--port", args.port), ("--management-port", args.management_port)):
+        if port is not None and not 0 <= port <= 65535:
+            parser.error(f"{option} must be between 0 and 65535")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", args.stage):
+        parser.error("--stage must be letters, digits, '_' or '-' (it is the URL path)")
+    if args.static_dir is not None and not args.static_dir.is_dir():
+        parser.error(f"--static-dir {args.static_dir} is not a directory")
+
+
+async def serve(config: GatewayConfig, settings: Settings) -> int:
+    # The handler signs its management API calls as it does on AWS; the local API does not
+    # check signatures (it listens on loopback only), so any static credentials do.
+    session = boto3.session.Session(
+        aws_access_key_id="signaling-gateway",
+        aws_secret_access_key="local",  # noqa: S106 - nothing checks it (see above)
+        region_name="us-east-1",
+    )
+
+    def make_handler(management_url: str) -> Handler:
+        return SignalingApp.from_settings(
+            replace(settings, management_endpoint=management_url), session, MANAGEMENT_CLIENT_CONFIG
+        )
+
+    gateway = Gateway(config, make_handler)
+    try:
+        await gateway.start()
+    except OSError as exc:
+        await gateway.close()
+        print(
+            f"{PROG}: cannot listen on {config.host}:{config.port} (management API on port "
+            f"{config.management_port_to_bind()}): {exc.strerror or exc}; is another gateway "
+            "running? Choose other ports with --port and --management-port.",
+            file=sys.stderr,
+        )
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"Serving {gateway.url}", flush=True)
+    notify(STATUS=f"Serving {gateway.url}")
+    log.info(
+        "Serving %s (management API on %s, loopback only)", gateway.url, gateway.management_url
+    )
+    if config.static_dir is not None:
+        log.info("Serving %s at http://%s:%d/", config.static_dir, config.host, gateway.port)
+    await stop.wait()
+    log.info("Shutting down: closing %d connections", gateway.open_connections)
+    await gateway.close()
+    log.info("Stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _checked_args(parser, args)
+    configure_logging(args.log_level)
+    secret = None
+    if args.no_auth:
+        log.warning(
+            "AUTHENTICATION IS OFF (--no-auth): anyone who reaches this port can connect and "
+            "register any homelab name. Use --secret-file for anything but a local test."
+        )
+    else:
+        try:
+            secret = load_secret_file(args.secret_file)
+        except SecretError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+    static_dir = args.static_dir
+    if static_dir is None:
+        static_dir = next((d for d in FRONTEND_DIRS if (d / "index.html").is_file()), None)
+    config = GatewayConfig(
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        management_port=args.management_port,
+        idle_timeout=args.idle_timeout,
+        max_connection_age=args.max_connection_age,
+        rate_limit=args.rate_limit,
+        static_dir=static_dir,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_connections_per_token=args.max_connections_per_token,
+        max_send_buffer=args.max_send_buffer,
+        handlers_per_token=args.handlers_per_token,
+    )
+    settings = Settings(
+        registry_backend="memory",
+        auth_enabled=not args.no_auth,
+        secret=secret,
+        log_level=args.log_level,
+    )
+    raise_open_file_limit()
+    return asyncio.run(serve(config, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

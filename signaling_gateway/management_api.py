@@ -1,0 +1,150 @@
+"""The API Gateway management API, served over HTTP on loopback for the handler's boto3 client.
+
+``POST|GET|DELETE /{stage}/@connections/{connectionId}`` as on AWS, with AWS's error
+shapes (``x-amzn-ErrorType`` header, JSON ``message``) so botocore raises the same
+exceptions: GoneException (410) for an unknown id, PayloadTooLargeException (413) over
+128 KiB, ForbiddenException (403) for another stage. It can post to and drop any
+connection, so it listens on 127.0.0.1 only; on AWS the same API sits behind SigV4.
+
+No request waits on a client: a post goes through the ConnectionWriter (a connection that
+does not read its messages is closed and answers GoneException) and a delete only starts
+the close.
+"""
+
+import logging
+import socket
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from p2p_protocol.messages import encode
+from signaling_gateway.connections import ConnectionTable, LiveConnection
+from signaling_gateway.writer import ConnectionWriter
+
+log = logging.getLogger("signaling_gateway")
+
+MAX_POST_BYTES = 131072
+LOOPBACK = "127.0.0.1"
+
+
+class _MalformedRequestsAsWarnings(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp logs a malformed request with its traceback (at ERROR, or DEBUG for non-HTTP
+    bytes); here that is bad input from a client, so it becomes one WARNING line. Anything
+    else passes unchanged: another exception is a bug and keeps its traceback."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = sys.exc_info()[1] if exc_info is True else exc_info
+        if isinstance(error, HttpProcessingError):
+            why = (str(error.message).strip().splitlines() or ["malformed"])[0]
+            self.logger.warning("Management API: refused a malformed HTTP request (%s)", why)
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
+def _json(body: dict[str, Any], status: int = 200, error_type: str | None = None) -> web.Response:
+    headers = {"x-amzn-ErrorType": error_type} if error_type else None
+    return web.Response(
+        body=encode(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _error(status: int, error_type: str, message: str) -> web.Response:
+    return _json({"message": message}, status, error_type)
+
+
+def _gone(connection_id: str) -> web.Response:
+    return _error(410, "GoneException", f"Connection {connection_id} is gone")
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+class ManagementApi:
+    def __init__(self, table: ConnectionTable, stage: str, writer: ConnectionWriter) -> None:
+        self._table = table
+        self._stage = stage
+        self._writer = writer
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/{self._stage}"
+
+    async def start(self, port: int) -> None:
+        app = web.Application(client_max_size=MAX_POST_BYTES + 1)
+        path = "/{stage}/@connections/{connection_id}"
+        app.router.add_post(path, self._post)
+        app.router.add_get(path, self._get)
+        app.router.add_delete(path, self._delete)
+        # Bind the socket here: aiohttp has no public way to learn the port of port 0.
+        sock = socket.create_server((LOOPBACK, port))
+        self.port = sock.getsockname()[1]
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, logger=_MalformedRequestsAsWarnings(log, {})
+        )
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _connection(self, request: web.Request) -> LiveConnection | web.Response:
+        """The open connection a request names, or the error response refusing the request."""
+        if request.match_info["stage"] != self._stage:
+            return _error(403, "ForbiddenException", "Forbidden")
+        connection_id = request.match_info["connection_id"]
+        connection = self._table.get(connection_id)
+        if connection is None or connection.closing:
+            return _gone(connection_id)
+        return connection
+
+    async def _post(self, request: web.Request) -> web.Response:
+        connection = self._connection(request)
+        if isinstance(connection, web.Response):
+            return connection
+        if request.content_length is not None and request.content_length > MAX_POST_BYTES:
+            return _error(413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes")
+        data = await request.read()
+        if not await self._writer.send(connection, data, text=_is_utf8(data)):
+            return _gone(connection.connection_id)
+        return web.Response(status=200)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        connection = self._connection(request)
+        if isinstance(connection, web.Response):
+            return connection
+        body: dict[str, Any] = {
+            "connectedAt": _iso(connection.caller.connected_at),
+            "identity": {
+                "sourceIp": connection.caller.source_ip,
+                "userAgent": connection.caller.user_agent,
+            },
+            "lastActiveAt": _iso(connection.last_active_epoch),
+        }
+        return _json(body)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        connection = self._connection(request)
+        if isinstance(connection, web.Response):
+            return connection
+        log.info("Closing connection %s on request of the management API", connection.connection_id)
+        self._writer.close(connection, 1000, "Connection deleted")
+        return web.Response(status=204)
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Text goes out in a text frame, anything else in a binary frame."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

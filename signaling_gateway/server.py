@@ -1,0 +1,364 @@
+"""The gateway: a websockets server that runs the signaling handler the way API Gateway does.
+
+Towards clients: connection ids, ``$connect`` during the handshake (a non-200 answer
+refuses it with that status), route selection on ``action``, messages of one connection
+handled in order, 1009 for messages over 128 KiB, an idle timeout and a maximum age that
+close with 1001, and a per-connection rate limit answered with ``rate_limited``. Beyond API
+Gateway: caps on connections in all, per address and per token (caps.py), and a bound on
+what a client may leave unread (writer.py).
+Towards the handler: Lambda-shaped events and a management API over HTTP (management_api.py).
+Handler invocations run in a thread pool, as Lambda runs them beside the API, so their
+blocking boto3 calls never stall the event loop.
+"""
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from p2p_protocol.messages import (
+    INTERNAL_ERROR_MESSAGE,
+    ErrorCode,
+    encode,
+    error_reply,
+    select_route,
+)
+from p2p_runtime.ratelimit import TokenBucket
+from signaling_gateway.caps import CapReached, ConnectionCaps, CountedConnection
+from signaling_gateway.connections import ConnectionTable, LiveConnection
+from signaling_gateway.events import Caller, EventFactory, new_connection_id
+from signaling_gateway.management_api import ManagementApi
+from signaling_gateway.shares import HandlerShares
+from signaling_gateway.static import static_response
+from signaling_gateway.writer import ConnectionWriter, write_limit
+
+log = logging.getLogger("signaling_gateway")
+
+MAX_MESSAGE_BYTES = 131072
+"""API Gateway's message limit; a larger message closes the connection with 1009."""
+GOING_AWAY = 1001
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closing handshake may take before the TCP connection is dropped."""
+
+
+class Handler(Protocol):
+    def handle(self, event: object, context: object = None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    stage: str = "prod"
+    management_port: int | None = None
+    """Default: ``port + 1`` (or any free port when ``port`` is 0)."""
+    idle_timeout: float = 600.0
+    max_connection_age: float = 7200.0
+    rate_limit: float = 100.0
+    """Messages per second per connection, bursts of twice that; 0 turns it off."""
+    static_dir: Path | None = None
+    handler_threads: int = 16
+    max_connections: int = 1000
+    max_connections_per_ip: int = 100
+    max_connections_per_token: int = 16
+    """Keyed by the raw ``token`` query value, counted before ``$connect`` checks it."""
+    max_send_buffer: int = 1048576
+    """Unsent bytes a connection may hold; past it, it is closed with 1008."""
+    handlers_per_token: int = 2
+    """Handler invocations at once for the messages of one token (shares.py)."""
+
+    def management_port_to_bind(self) -> int:
+        if self.management_port is not None:
+            return self.management_port
+        return self.port + 1 if self.port else 0
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """The parts of Lambda's context object a handler may read."""
+
+    aws_request_id: str
+    function_name: str = "signaling-gateway"
+    memory_limit_in_mb: int = 128
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def _status(value: object) -> HTTPStatus:
+    if isinstance(value, int) and 400 <= value <= 599:
+        with contextlib.suppress(ValueError):
+            return HTTPStatus(value)
+    return HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, make_handler: Callable[[str], Handler]) -> None:
+        """``make_handler`` gets the management API's URL once it is listening."""
+        self.config = config
+        self._make_handler = make_handler
+        self._table = ConnectionTable()
+        self._caps = ConnectionCaps(
+            config.max_connections, config.max_connections_per_ip, config.max_connections_per_token
+        )
+        self._writer = ConnectionWriter(config.max_send_buffer, CLOSE_TIMEOUT)
+        self._shares = HandlerShares(config.handlers_per_token)
+        self._management = ManagementApi(self._table, config.stage, self._writer)
+        self._executor = ThreadPoolExecutor(config.handler_threads, thread_name_prefix="handler")
+        self._handshaking: weakref.WeakKeyDictionary[ServerConnection, Caller] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._handler: Handler | None = None
+        self._server: Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._events: EventFactory  # made in start(), once the port is known
+        self.port = config.port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}/{self.config.stage}"
+
+    @property
+    def management_url(self) -> str:
+        return self._management.url()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._table)
+
+    async def start(self) -> None:
+        # The management API first: the handler is configured with its URL.
+        await self._management.start(self.config.management_port_to_bind())
+        self._handler = self._make_handler(self._management.url())
+        self._server = await serve(
+            self._serve_connection,
+            self.config.host,
+            self.config.port,
+            process_request=self._route_request,
+            process_response=self._connect,
+            create_connection=CountedConnection,
+            compression=None,  # API Gateway negotiates no extensions; it also saves memory
+            max_size=MAX_MESSAGE_BYTES,
+            # Above what the writer lets a connection hold: send() never waits on a client.
+            write_limit=write_limit(self.config.max_send_buffer),
+            ping_interval=None,  # like API Gateway: only the idle timeout ends silent clients
+            close_timeout=CLOSE_TIMEOUT,
+            server_header="signaling-gateway",
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._events = EventFactory(f"{self.config.host}:{self.port}", self.config.stage)
+        self._sweeper = asyncio.create_task(self._sweep(), name="gateway-timeouts")
+
+    async def close(self) -> None:
+        """Close every connection (1001), let their ``$disconnect`` run, then stop."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()  # returns once every connection handler has
+        await self._writer.wait_closed()
+        await self._management.close()
+        await asyncio.to_thread(self._executor.shutdown, True)
+
+    async def _invoke(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Run the handler on ``event`` in the pool; None if it raised (a bug: logged)."""
+        assert self._handler is not None
+        context = LambdaContext(event["requestContext"]["requestId"])
+        loop = asyncio.get_running_loop()
+        try:
+            response = await loop.run_in_executor(
+                self._executor, self._handler.handle, event, context
+            )
+        except Exception:
+            log.exception("The handler raised on %s (a bug)", event["requestContext"]["routeKey"])
+            return None
+        return response if isinstance(response, dict) else None
+
+    async def _route_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Plain GETs get static files; WebSocket upgrades only on ``/{stage}``."""
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return await asyncio.to_thread(static_response, self.config.static_dir, request.path)
+        path = urlsplit(request.path).path
+        if path != f"/{self.config.stage}":
+            log.warning(
+                "Refused a WebSocket connection to %r: this gateway serves /%s",
+                path[:100],
+                self.config.stage,
+            )
+            return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        return self._admit(connection, request)
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Count an upgrade request under the caps until its connection ends; past one, refuse."""
+        assert isinstance(connection, CountedConnection)  # serve() makes them
+        source_ip = _source_ip(connection)
+        try:
+            connection.hold(self._caps.admit(source_ip, _query(request).get("token")))
+        except CapReached as cap:
+            log.warning(
+                "Refused a connection from %s: %s (raise %s)", source_ip, cap.why, cap.option
+            )
+            return connection.respond(cap.status, f"{cap.why[0].upper()}{cap.why[1:]}.\n")
+        return None
+
+    async def _connect(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> Response | None:
+        """Run ``$connect`` on a valid upgrade; a non-200 answer refuses it with that status."""
+        if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            return None  # a static file, a refusal above, or an invalid handshake
+        caller = Caller(
+            connection_id=new_connection_id(),
+            source_ip=_source_ip(connection),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        headers = dict(request.headers.raw_items())
+        answer = await self._invoke(self._events.connect(caller, headers, _query(request)))
+        status = answer.get("statusCode") if answer else 500
+        if status != 200:
+            refused = _status(status)
+            return connection.respond(refused, f"{refused.phrase}\n")
+        self._handshaking[connection] = caller
+        return None
+
+    async def _serve_connection(self, websocket: ServerConnection) -> None:
+        caller = self._handshaking.pop(websocket, None)
+        if caller is None:
+            return
+        rate = self.config.rate_limit
+        live = LiveConnection(
+            caller,
+            websocket,
+            TokenBucket(rate, 2 * rate) if rate > 0 else None,
+            share=_token(websocket) or caller.source_ip,
+        )
+        self._table.add(live)
+        try:
+            await self._receive(live)
+            # Closing: what it still sends stays unread (websockets stops reading once its
+            # queue is full), so it cannot keep the gateway busy while its close runs out.
+            await websocket.wait_closed()
+        finally:
+            self._table.remove(caller.connection_id)
+            await self._disconnected(live)
+
+    async def _receive(self, live: LiveConnection) -> None:
+        """Handle the messages of ``live`` in order until it closes or the gateway closes it."""
+        try:
+            async for message in live.websocket:
+                if live.closing:
+                    return
+                live.touch()
+                if live.limiter is not None and not live.limiter.allow():
+                    await self._refuse_rate_limited(live)
+                    continue
+                if live.rate_limited_count:
+                    log.info(
+                        "Connection %s is under the rate limit again (%d messages were refused)",
+                        live.connection_id,
+                        live.rate_limited_count,
+                    )
+                    live.rate_limited_count = 0
+                await self._on_message(live, message)
+        except ConnectionClosed:
+            pass
+
+    async def _on_message(self, live: LiveConnection, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            event = self._events.binary_message(live.caller, base64.b64encode(message).decode())
+        else:
+            event = self._events.message(live.caller, select_route(message), message)
+        async with self._shares.slot(live.share):
+            answer = await self._invoke(event)
+        if answer is None:
+            # What API Gateway tells a client when its function fails.
+            reply = {
+                "message": INTERNAL_ERROR_MESSAGE,
+                "connectionId": live.connection_id,
+                "requestId": event["requestContext"]["requestId"],
+            }
+            await self._writer.send(live, encode(reply))
+
+    async def _refuse_rate_limited(self, live: LiveConnection) -> None:
+        rate = self.config.rate_limit
+        live.rate_limited_count += 1
+        if live.rate_limited_count == 1:
+            log.warning(
+                "Connection %s sends more than %g messages per second: refusing its messages "
+                "until it slows down",
+                live.connection_id,
+                rate,
+            )
+        reply = error_reply(
+            ErrorCode.RATE_LIMITED,
+            f"Too many messages: at most {rate:g} per second (bursts of {2 * rate:g}) "
+            "per connection",
+        )
+        await self._writer.send(live, encode(reply))
+
+    async def _disconnected(self, live: LiveConnection) -> None:
+        protocol = live.websocket.protocol
+        sent, received = protocol.close_sent, protocol.close_rcvd
+        if sent is not None and sent.code == 1009:
+            log.warning(
+                "Closed connection %s with 1009: it sent a message over %d bytes",
+                live.connection_id,
+                MAX_MESSAGE_BYTES,
+            )
+        if received is not None and (sent is None or protocol.close_rcvd_then_sent):
+            code, reason = received.code, received.reason
+        elif sent is not None:
+            code, reason = sent.code, sent.reason
+        else:
+            code, reason = 1006, "Connection lost"
+        await self._invoke(self._events.disconnect(live.caller, code, reason))
+
+    async def _sweep(self) -> None:
+        """Close connections past the idle timeout or the maximum age, as API Gateway does."""
+        idle, age = self.config.idle_timeout, self.config.max_connection_age
+        interval = max(0.05, min(1.0, idle / 4, age / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for live in self._table.snapshot():
+                if live.closing:
+                    continue
+                if now - live.opened >= age:
+                    why = f"it reached the maximum connection age of {age:g} s"
+                    self._expire(live, why, "Maximum connection age")
+                elif now - live.last_active >= idle:
+                    self._expire(live, f"it was idle for {idle:g} s", "Idle timeout")
+
+    def _expire(self, live: LiveConnection, why: str, reason: str) -> None:
+        log.info("Closing connection %s: %s", live.connection_id, why)
+        self._writer.close(live, GOING_AWAY, reason)
+
+
+def _token(connection: ServerConnection) -> str | None:
+    return connection.token if isinstance(connection, CountedConnection) else None
+
+
+def _source_ip(connection: ServerConnection) -> str:
+    remote = connection.remote_address
+    return str(remote[0]) if remote else "unknown"
+
+
+def _query(request: Request) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(request.path).query))
