@@ -59,8 +59,8 @@ from typing import Any
 import psutil
 
 from benchmarks.profiles import Sampler
-from tests.support import SECRET, token
-from tests.support.bridge import (
+from lab import SECRET, token
+from lab.bridge import (
     EchoService,
     LoggedProcess,
     NamespaceTcpService,
@@ -69,9 +69,9 @@ from tests.support.bridge import (
     start_forward,
     write_daemon_config,
 )
-from tests.support.chromium import Chromium
-from tests.support.gateway import GatewayProcess
-from tests.support.netns import Lab, Namespace, lab, venv_bin
+from lab.chromium import Chromium
+from lab.gateway import GatewayProcess
+from lab.netns import Lab, Namespace, lab, venv_bin
 
 HOME_IP, CLIENT_IP = "10.99.0.1", "10.99.0.2"
 SIGNALING = f"ws://{HOME_IP}:8765/prod"

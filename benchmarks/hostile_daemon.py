@@ -9,7 +9,7 @@ The lab of benchmarks/bridge.py (two namespaces on a veth pair; the gateway and 
 - memory: the daemon's RSS, sampled every second, while ``--peers`` clients each push data
   into a tcp:// service that never reads, for ``--seconds``: first well-behaved clients
   (``homelab-p2p forward``, which respects the SCTP window: the reference), then as many
-  stock aiortc senders that ignore it (tests/support/attacker.py ``flood``). Per phase:
+  stock aiortc senders that ignore it (lab/attacker.py ``flood``). Per phase:
   the peak, the growth over the idle daemon per peer, and the drift (the peak of the last
   third of the phase over the peak of its middle third: a flat line is 0, growth is
   positive). Goal: at most 80 MB + 3 MB per peer, and less than 3 MB of drift.
@@ -43,8 +43,8 @@ from benchmarks.bridge import (
     time_pipe,
     veth_pair,
 )
-from tests.support import SECRET, token
-from tests.support.bridge import (
+from lab import SECRET, token
+from lab.bridge import (
     EchoService,
     LoggedProcess,
     NamespaceTcpService,
@@ -52,9 +52,9 @@ from tests.support.bridge import (
     start_forward,
     write_daemon_config,
 )
-from tests.support.gateway import GatewayProcess
-from tests.support.hostile import next_signal, offer, open_client, signal
-from tests.support.netns import Namespace, lab, venv_bin
+from lab.gateway import GatewayProcess
+from lab.hostile import next_signal, offer, open_client, signal
+from lab.netns import Namespace, lab, venv_bin
 
 ECHO_PORT, SINK_PORT = 7007, 7020
 BLOCK = bytes(range(256)) * 256  # 64 KiB
@@ -141,7 +141,7 @@ async def well_behaved(client: Namespace, workdir: Path, peers: int, seconds: fl
 
 async def ignoring_the_window(client: Namespace, workdir: Path, peers: int, seconds: float) -> None:
     """``peers`` stock aiortc senders flooding the sink for ``seconds``."""
-    argv = [venv_bin("python"), "-m", "tests.support.attacker", "flood", SIGNALING]
+    argv = [venv_bin("python"), "-m", "lab.attacker", "flood", SIGNALING]
     floods = [
         LoggedProcess(
             client,

@@ -40,9 +40,9 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import SECRET, token
-from tests.support.gateway import GatewayProcess
-from tests.support.ws import identify, open_ws, request
+from lab import SECRET, token
+from lab.gateway import GatewayProcess
+from lab.ws import identify, open_ws, request
 
 GOAL_P99_MS = 50.0
 STALL_LIMIT = 60.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from tests.support import SECRET, network_guard
+from lab import SECRET, network_guard
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bridge import BridgeHosts
-from tests.support.gateway import GatewayProcess
+from lab.bridge import BridgeHosts
+from lab.gateway import GatewayProcess
+from lab.netns import Lab, Namespace, lab
 from tests.support.natlab import INET_IP, NatLab, build_nat_lab, start_turn, wait_turn_ready
-from tests.support.netns import Lab, Namespace, lab
 
 LAN = "10.77.0.0/24"
 GATEWAY_IP = "10.77.0.1"

@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-from tests.e2e.conftest import LanLab, lan_gateway
-from tests.support.bridge import (
+from lab.bridge import (
     EchoService,
     echo_round_trip,
 )
+from tests.e2e.conftest import LanLab, lan_gateway
 
 SERVICES = {"echo7": "tcp://127.0.0.1:7007"}
 

@@ -4,13 +4,13 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import LanLab
-from tests.support.bridge import (
+from lab.bridge import (
     EchoService,
     client_args,
     echo_round_trip,
 )
-from tests.support.netns import venv_bin
+from lab.netns import venv_bin
+from tests.e2e.conftest import LanLab
 
 ECHO_PORT = 7007
 

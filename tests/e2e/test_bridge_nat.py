@@ -4,14 +4,14 @@ import asyncio
 
 import pytest
 
-from tests.e2e.conftest import NatSetup
-from tests.support.bridge import (
+from lab.bridge import (
     EchoService,
     client_args,
     echo_round_trip,
 )
+from lab.netns import venv_bin
+from tests.e2e.conftest import NatSetup
 from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER
-from tests.support.netns import venv_bin
 
 STUN = f"stun:{INET_IP}:3478"
 TURN = f"turn:{INET_IP}:3478?transport=udp"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from lab import token
+from lab.chromium import BrowserError, Chromium
+from lab.netns import Namespace
 from tests.e2e.conftest import GATEWAY_IP, LanLab, NatSetup
-from tests.support import token
-from tests.support.chromium import BrowserError, Chromium
 from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER
-from tests.support.netns import Namespace
 from tests.support.webapp import BIG, web_app
 
 pytestmark = pytest.mark.slow

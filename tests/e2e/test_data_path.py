@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from lab.bridge import EchoService, echo_round_trip
 from tests.e2e.conftest import LanLab
-from tests.support.bridge import EchoService, echo_round_trip
 
 ECHO_PORT = 7007
 LOSS = "0.01"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from lab import token
+from lab.netns import venv_bin
 from tests.e2e.conftest import NatSetup
-from tests.support import token
 from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER, start_turn, wait_turn_ready
-from tests.support.netns import venv_bin
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 
 import psutil
 
+from lab.bridge import LoggedProcess
+from lab.netns import Namespace
 from tests.e2e.conftest import LanLab
-from tests.support.bridge import LoggedProcess
-from tests.support.netns import Namespace
 
 TOTAL = 60 * 1024 * 1024
 SLOW_READ = 64 * 1024  # per 20 ms: about 3 MB/s

@@ -1,7 +1,7 @@
 """Hostile clients against the daemon: each attack of issue 13, as an attacker would run it.
 
 Gateway, homelab and client each on a host of their own (the ``lan`` fixture); the daemon
-and the attackers are real processes (tests/support/attacker.py is stock aiortc), or
+and the attackers are real processes (lab/attacker.py is stock aiortc), or
 signaling connections from the client's host. Each test checks that the daemon stays
 bounded, says why in one log line, and still serves a well-behaved client afterwards.
 """
@@ -14,11 +14,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tests.e2e.conftest import GATEWAY_IP, LanLab
-from tests.e2e.test_flow_control import PeakRss
-from tests.support import token
-from tests.support.bridge import EchoService, LoggedProcess, client_args, echo_round_trip
-from tests.support.hostile import (
+from lab import token
+from lab.bridge import EchoService, LoggedProcess, client_args, echo_round_trip
+from lab.hostile import (
     next_signal,
     offer,
     open_client,
@@ -26,7 +24,9 @@ from tests.support.hostile import (
     sockets_of,
     tcp_peers_on_port,
 )
-from tests.support.netns import venv_bin
+from lab.netns import venv_bin
+from tests.e2e.conftest import GATEWAY_IP, LanLab
+from tests.e2e.test_flow_control import PeakRss
 
 ECHO_PORT = 7007
 SINK_PORT = 7020
@@ -51,7 +51,7 @@ def attacker(lan: LanLab, mode: str, name: str, *args: str) -> LoggedProcess:
     argv = [
         venv_bin("python"),
         "-m",
-        "tests.support.attacker",
+        "lab.attacker",
         mode,
         lan.signaling_url,
         token("client", "attacker"),
@@ -173,7 +173,7 @@ async def test_a_thousand_channels_from_one_peer_get_its_limit(lan: LanLab) -> N
         argv = [
             venv_bin("python"),
             "-m",
-            "tests.support.attacker",
+            "lab.attacker",
             "channels",
             lan.signaling_url,
             token("client", "attacker"),

@@ -16,11 +16,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from lab import token
+from lab.gateway import GatewayProcess
+from lab.netns import Namespace
+from lab.ws import REPLY_TIMEOUT, identify, recv_json, request, send_json
 from tests.e2e.conftest import LanLab
-from tests.support import token
-from tests.support.gateway import GatewayProcess
-from tests.support.netns import Namespace
-from tests.support.ws import REPLY_TIMEOUT, identify, recv_json, request, send_json
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

@@ -3,9 +3,9 @@
 import asyncio
 import random
 
+from lab.bridge import client_args
+from lab.netns import venv_bin
 from tests.e2e.conftest import LanLab
-from tests.support.bridge import client_args
-from tests.support.netns import venv_bin
 from tests.support.webapp import BIG, TEXT, web_app
 
 

@@ -3,14 +3,14 @@
 import asyncio
 import re
 
-from tests.e2e.conftest import LanLab
-from tests.support.bridge import (
+from lab.bridge import (
     EchoService,
     LoggedProcess,
     client_args,
     echo_round_trip,
 )
-from tests.support.netns import venv_bin
+from lab.netns import venv_bin
+from tests.e2e.conftest import LanLab
 
 SERVICES = {"echo7": "tcp://127.0.0.1:7007"}
 

@@ -18,10 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 
-from tests.e2e.conftest import GATEWAY_IP, LanLab
-from tests.e2e.test_hostile_peers import ECHO_PORT, assert_clean, connects_and_echoes
-from tests.support.bridge import EchoService
-from tests.support.hostile import (
+from lab.bridge import EchoService
+from lab.hostile import (
     eventually,
     next_signal,
     offer_sdp,
@@ -29,6 +27,8 @@ from tests.support.hostile import (
     signal,
     sockets_of,
 )
+from tests.e2e.conftest import GATEWAY_IP, LanLab
+from tests.e2e.test_hostile_peers import ECHO_PORT, assert_clean, connects_and_echoes
 
 CLIENTS = 3
 MAX_PEERS = 2

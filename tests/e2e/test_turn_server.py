@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.bridge import EchoService, client_args, echo_round_trip
+from lab.netns import venv_bin
 from tests.e2e.conftest import NatSetup
 from tests.support.ansible import extra_vars, run_local_play
-from tests.support.bridge import EchoService, client_args, echo_round_trip
 from tests.support.natlab import INET_IP
-from tests.support.netns import venv_bin
 
 pytestmark = pytest.mark.slow
 

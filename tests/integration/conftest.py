@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 import p2p_webrtc as webrtc
+from lab.gateway import GatewayProcess
 from p2p_webrtc.ice import IcePolicy
-from tests.support.gateway import GatewayProcess
 from tests.support.integration import StartGateway
 from tests.support.moto_server import MotoServer
 

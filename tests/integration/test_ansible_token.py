@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lab import SECRET
 from p2p_protocol.tokens import verify_token
-from tests.support import SECRET
 from tests.support.ansible import extra_vars, run_local_play
 
 PLAY = """

@@ -6,11 +6,11 @@ import time
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from lab import token
+from lab.gateway import GatewayProcess
+from lab.ws import open_ws, request
 from p2p_protocol.tokens import issue_token
-from tests.support import token
-from tests.support.gateway import GatewayProcess
 from tests.support.integration import StartGateway
-from tests.support.ws import open_ws, request
 
 OTHER_SECRET = b"another-secret-that-is-long-enough-to-use"
 

@@ -6,10 +6,10 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosedError
 
-from tests.support import token
-from tests.support.gateway import GatewayProcess
+from lab import token
+from lab.gateway import GatewayProcess
+from lab.ws import identify, open_ws, recv_json, request
 from tests.support.integration import StartGateway
-from tests.support.ws import identify, open_ws, recv_json, request
 
 BAD_MESSAGES: list[tuple[str, str | bytes, str]] = [
     ("not-json", "hello there", "invalid_json"),

@@ -9,10 +9,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosedOK
 
-from tests.support import token
-from tests.support.gateway import GATEWAY, GatewayProcess
+from lab import token
+from lab.gateway import GATEWAY, GatewayProcess
+from lab.ws import identify, open_ws, recv_json, request
 from tests.support.integration import StartGateway
-from tests.support.ws import identify, open_ws, recv_json, request
 
 
 async def wait_closed(ws: ClientConnection) -> tuple[int | None, str | None]:

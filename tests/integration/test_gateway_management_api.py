@@ -10,10 +10,10 @@ import psutil
 import pytest
 from botocore.config import Config
 
-from tests.support import token
-from tests.support.gateway import GatewayProcess
+from lab import token
+from lab.gateway import GatewayProcess
+from lab.ws import identify, open_ws, recv_json
 from tests.support.integration import StartGateway
-from tests.support.ws import identify, open_ws, recv_json
 
 
 def management_client(url: str):  # type: ignore[no-untyped-def]

@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import token
-from tests.support.gateway import GatewayProcess
-from tests.support.ws import identify, open_ws, recv_json, request, send_json
+from lab import token
+from lab.gateway import GatewayProcess
+from lab.ws import identify, open_ws, recv_json, request, send_json
 
 CLI = Path(sys.executable).with_name("homelab-p2p")
 GUIDE_MESSAGE = "The target (homelab_server) is not currently connected"

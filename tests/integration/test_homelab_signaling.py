@@ -15,10 +15,10 @@ import pytest
 
 from homelab_server.config import DaemonConfig
 from homelab_server.signaling import HomelabSignaling
-from tests.support import token
-from tests.support.gateway import GatewayProcess
+from lab import token
+from lab.gateway import GatewayProcess
+from lab.ws import identify, open_ws, recv_json, send_json
 from tests.support.integration import StartGateway
-from tests.support.ws import identify, open_ws, recv_json, send_json
 
 
 class Inbox:

@@ -2,6 +2,6 @@
 
 from collections.abc import Callable
 
-from tests.support.gateway import GatewayProcess
+from lab.gateway import GatewayProcess
 
 StartGateway = Callable[..., GatewayProcess]

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.netns import Lab, Namespace, ip
+from lab.netns import Lab, Namespace, ip
 
 INTERNET = "203.0.113.0/24"
 INET_IP = "203.0.113.1"

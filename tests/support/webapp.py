@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tests.support.netns import Namespace
+from lab.netns import Namespace
 
 BIG = random.Random(1).randbytes(1024 * 1024)
 HOME_PAGE = "<!doctype html><title>homelab</title><h1>Hello from the homelab</h1>"

@@ -14,12 +14,12 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
+from lab import SECRET, token
 from signaling_lambda import handler as lambda_entry
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.management import ConnectionsDirectory, boto3_client_factory
 from signaling_lambda.registry import DynamoDBRegistry, LambdaEnvRegistry
 from signaling_lambda.settings import Settings
-from tests.support import SECRET, token
 from tests.unit.aws_support import DOMAIN, ENDPOINT, REGION, event, posted
 
 TABLE = "homelab-p2p-registry"

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
+from lab import SECRET, token
 from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE, ErrorCode
 from p2p_protocol.names import is_valid_name
 from p2p_protocol.tokens import issue_token
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.settings import Settings
-from tests.support import SECRET, token
 from tests.unit.aws_support import DEFAULT_ACCOUNT_ID, ENDPOINT, REGION, event
 
 CONNECTIONS = ["CLIENT=", "HOME=", "OTHER=", "laptop"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import SECRET
 from p2p_protocol.tokens import (
     SecretError,
     TokenError,
@@ -14,7 +15,6 @@ from p2p_protocol.tokens import (
     verify_token,
 )
 from p2p_runtime.credentials import load_secret_file
-from tests.support import SECRET
 
 
 def test_issued_token_verifies_with_its_claims() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support import token
-from tests.support.netns import Namespace
+from lab import token
+from lab.netns import Namespace
 
 
 def offer_sdp(candidates: list[str] | None = None) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support import network_guard
+from lab import network_guard
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -128,7 +128,7 @@ class Lab:
         return namespace
 
     def allow(self, network: str) -> None:
-        """Let the test process talk to ``network`` (see tests/support/network_guard.py)."""
+        """Let the test process talk to ``network`` (see lab/network_guard.py)."""
         import ipaddress
 
         net = ipaddress.ip_network(network, strict=False)

@@ -12,8 +12,8 @@ from typing import IO, Any, Self
 
 import yaml
 
-from tests.support import token
-from tests.support.netns import Namespace, venv_bin
+from lab import token
+from lab.netns import Namespace, venv_bin
 
 
 class LoggedProcess:

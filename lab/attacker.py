@@ -3,9 +3,9 @@
 It is stock aiortc: none of the project's seams, so as a sender it ignores the receive
 window the homelab advertises. Always with an explicit, empty ICE server list.
 
-    python -m tests.support.attacker flood --service sink --seconds 8 URL TOKEN
+    python -m lab.attacker flood --service sink --seconds 8 URL TOKEN
         pushes data into one channel as fast as aiortc sends for SECONDS, then closes;
-    python -m tests.support.attacker channels --service echo7 --count 1100 URL TOKEN
+    python -m lab.attacker channels --service echo7 --count 1100 URL TOKEN
         opens COUNT channels, prints one JSON line of what became of them (how many were
         refused, with which code), and holds the others open until its stdin closes.
 
