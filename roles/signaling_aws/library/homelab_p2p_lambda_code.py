@@ -51,24 +51,17 @@ version:
 """
 
 import base64
-import contextlib
 import hashlib
 
-with contextlib.suppress(ImportError):  # AnsibleAWSModule reports a missing botocore
-    from botocore.exceptions import BotoCoreError, ClientError
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible.module_utils.homelab_p2p_aws import aws_call, aws_client, aws_module
 
 
 def main():
-    module = AnsibleAWSModule(
-        argument_spec=dict(
+    module = aws_module(
+        dict(
             function_name=dict(type="str", required=True),
             zip_file=dict(type="path", required=True),
-        ),
-        supports_check_mode=True,
+        )
     )
     name = module.params["function_name"]
     try:
@@ -78,16 +71,20 @@ def main():
         module.fail_json(msg="Cannot read the zip %s: %s" % (module.params["zip_file"], e.strerror))
     new_sha = base64.b64encode(hashlib.sha256(code).digest()).decode()
 
-    client = module.client("lambda", retry_decorator=AWSRetry.jittered_backoff())
-    try:
-        current = client.get_function_configuration(FunctionName=name, aws_retry=True)
-    except is_boto3_error_code("ResourceNotFoundException"):
+    client = aws_client(module, "lambda")
+    current = aws_call(
+        module,
+        "Could not read the function %s" % name,
+        client.get_function_configuration,
+        FunctionName=name,
+        aws_retry=True,
+        missing=True,
+    )
+    if current is None:
         module.fail_json(
             msg="The function %s does not exist; deploy it first with ansible-playbook site.yml"
             % name
         )
-    except (ClientError, BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Could not read the function %s" % name)
 
     result = dict(code_sha256=new_sha, previous_code_sha256=current["CodeSha256"])
     if current["CodeSha256"] == new_sha:
@@ -96,12 +93,16 @@ def main():
         module.exit_json(changed=True, **result)
     # RevisionId: fail rather than overwrite an update that got there first (moto has none).
     revision = {"RevisionId": current["RevisionId"]} if current.get("RevisionId") else {}
-    try:
-        updated = client.update_function_code(
-            FunctionName=name, ZipFile=code, Publish=True, aws_retry=True, **revision
-        )
-    except (ClientError, BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Could not update the code of %s" % name)
+    updated = aws_call(
+        module,
+        "Could not update the code of %s" % name,
+        client.update_function_code,
+        FunctionName=name,
+        ZipFile=code,
+        Publish=True,
+        aws_retry=True,
+        **revision,
+    )
     module.exit_json(changed=True, version=updated.get("Version"), **result)
 
 

@@ -46,43 +46,40 @@ found:
   returned: always
 """
 
-import contextlib
 import time
 
-with contextlib.suppress(ImportError):  # AnsibleAWSModule reports a missing botocore
-    from botocore.exceptions import BotoCoreError, ClientError
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible.module_utils.homelab_p2p_aws import aws_call, aws_client, aws_module
 
 
 def main():
-    module = AnsibleAWSModule(
-        argument_spec=dict(
+    module = aws_module(
+        dict(
             log_group_name=dict(type="str", required=True),
             minutes=dict(type="int", default=15),
             limit=dict(type="int", default=2000),
-        ),
-        supports_check_mode=True,
+        )
     )
     params = module.params
-    client = module.client("logs", retry_decorator=AWSRetry.jittered_backoff())
+    client = aws_client(module, "logs")
     start = int((time.time() - params["minutes"] * 60) * 1000)
     lines, token = [], {}
-    try:
-        while True:
-            page = client.filter_log_events(
-                logGroupName=params["log_group_name"], startTime=start, aws_retry=True, **token
-            )
-            lines.extend(event["message"].rstrip("\n") for event in page.get("events", []))
-            if not page.get("nextToken") or len(lines) >= params["limit"]:
-                break
-            token = {"nextToken": page["nextToken"]}
-    except is_boto3_error_code("ResourceNotFoundException"):
-        module.exit_json(changed=False, lines=[], found=False)
-    except (ClientError, BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Could not read the log group %s" % params["log_group_name"])
+    while True:
+        page = aws_call(
+            module,
+            "Could not read the log group %s" % params["log_group_name"],
+            client.filter_log_events,
+            logGroupName=params["log_group_name"],
+            startTime=start,
+            aws_retry=True,
+            missing=True,
+            **token,
+        )
+        if page is None:
+            module.exit_json(changed=False, lines=[], found=False)
+        lines.extend(event["message"].rstrip("\n") for event in page.get("events", []))
+        if not page.get("nextToken") or len(lines) >= params["limit"]:
+            break
+        token = {"nextToken": page["nextToken"]}
     module.exit_json(changed=False, lines=lines[-params["limit"] :], found=True)
 
 

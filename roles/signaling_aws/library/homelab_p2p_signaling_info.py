@@ -65,26 +65,33 @@ api:
     url: {description: The wss URL clients and homelabs connect to., type: str}
 """
 
-import contextlib
-
-with contextlib.suppress(ImportError):  # AnsibleAWSModule reports a missing botocore
-    from botocore.exceptions import BotoCoreError, ClientError
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible.module_utils.homelab_p2p_aws import aws_call, aws_client, aws_module
 
 SECRET_VARIABLE = "SIGNALING_SECRET"
 
 
 def read_function(module, client, name):
-    try:
-        config = client.get_function_configuration(FunctionName=name, aws_retry=True)
-        versions = client.list_versions_by_function(FunctionName=name, aws_retry=True)
-    except is_boto3_error_code("ResourceNotFoundException"):
+    failure = "Could not read the function %s" % name
+    config = aws_call(
+        module,
+        failure,
+        client.get_function_configuration,
+        FunctionName=name,
+        aws_retry=True,
+        missing=True,
+    )
+    if config is None:
         return None
-    except (ClientError, BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Could not read the function %s" % name)
+    versions = aws_call(
+        module,
+        failure,
+        client.list_versions_by_function,
+        FunctionName=name,
+        aws_retry=True,
+        missing=True,
+    )
+    if versions is None:
+        return None
     variables = dict(config.get("Environment", {}).get("Variables", {}))
     has_secret = bool(variables.pop(SECRET_VARIABLE, ""))
     published = [v["Version"] for v in versions.get("Versions", []) if v["Version"] != "$LATEST"]
@@ -106,15 +113,15 @@ def read_function(module, client, name):
 
 
 def read_api(module, client, name, stage):
-    try:
+    def list_apis():
         paginator = client.get_paginator("get_apis") if client.can_paginate("get_apis") else None
-        items = (
+        return (
             [item for page in paginator.paginate() for item in page.get("Items", [])]
             if paginator
             else client.get_apis(aws_retry=True).get("Items", [])
         )
-    except (ClientError, BotoCoreError) as e:
-        module.fail_json_aws(e, msg="Could not list the API Gateway APIs")
+
+    items = aws_call(module, "Could not list the API Gateway APIs", list_apis)
     matches = [api for api in items if api["Name"] == name and api["ProtocolType"] == "WEBSOCKET"]
     if not matches:
         return None
@@ -130,23 +137,19 @@ def read_api(module, client, name, stage):
 
 
 def main():
-    module = AnsibleAWSModule(
-        argument_spec=dict(
+    module = aws_module(
+        dict(
             function_name=dict(type="str", required=True),
             api_name=dict(type="str"),
             stage=dict(type="str", default="prod"),
-        ),
-        supports_check_mode=True,
+        )
     )
-    retry = AWSRetry.jittered_backoff()
-    function = read_function(
-        module, module.client("lambda", retry_decorator=retry), module.params["function_name"]
-    )
+    function = read_function(module, aws_client(module, "lambda"), module.params["function_name"])
     api = None
     if module.params["api_name"]:
         api = read_api(
             module,
-            module.client("apigatewayv2", retry_decorator=retry),
+            aws_client(module, "apigatewayv2"),
             module.params["api_name"],
             module.params["stage"],
         )
