@@ -44,12 +44,10 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -59,7 +57,9 @@ from typing import Any
 import psutil
 
 from benchmarks.profiles import Sampler
-from lab import SECRET, token
+from benchmarks.report import machine_description, needs_root, report
+from benchmarks.veth import HOME_IP, SIGNALING, veth_lab
+from lab import token
 from lab.bridge import (
     EchoService,
     LoggedProcess,
@@ -70,11 +70,8 @@ from lab.bridge import (
     write_daemon_config,
 )
 from lab.chromium import Chromium
-from lab.gateway import GatewayProcess
-from lab.netns import Lab, Namespace, lab, venv_bin
+from lab.netns import Namespace, venv_bin
 
-HOME_IP, CLIENT_IP = "10.99.0.1", "10.99.0.2"
-SIGNALING = f"ws://{HOME_IP}:8765/prod"
 ECHO_PORT, SINK_PORT = 7007, 7008
 CHUNK = 256 * 1024
 MB = 1024 * 1024
@@ -128,14 +125,6 @@ CLIENT_SIDE = {
 }
 GOALS = {"setup_p50_s": 0.3, "idle_rss_mb": 80, "per_peer_mb": 3}
 THROUGHPUT_GOALS = {"fast_rfc_median_mb_s": 28, "best_safe_median_mb_s": 40}
-
-
-def veth_pair(built: Lab) -> tuple[Namespace, Namespace]:
-    home, client = built.host("home"), built.host("client")
-    built.wire(home, f"{HOME_IP}/24", client, "veth1", member_end="veth0")
-    built.namespaces["client"].run("ip", "addr", "add", f"{CLIENT_IP}/24", "dev", "veth1")
-    built.allow("10.99.0.0/24")
-    return home, client
 
 
 class Sink(NamespaceTcpService):
@@ -396,42 +385,18 @@ async def chromium_mode(bench: Bench) -> dict[str, Any]:
     browser_dir.mkdir(exist_ok=True)
     browser = Chromium(bench.client, browser_dir)
     try:
-        await browser.start()
+        state = await connected_page(browser)
         # The Popen's pid is Chromium's browser process (ip netns exec, bash and Debian's
         # wrapper script each exec the next); its renderer, GPU and network service are its
         # descendants.
-        chromium_pid = browser.pid
-        await browser.goto(f"http://{HOME_IP}:8765/")
-        state = await browser.evaluate(connect_expression())
-        if state.get("connection") != "connected":
-            raise RuntimeError(f"the page did not connect: {state}")
-
-        async def transfer(size: int) -> float:
-            bench.sink.expect(size)
-            opened = await browser.evaluate(OPEN_SINK)
-            if opened != "open":
-                raise RuntimeError(f"the sink channel is {opened!r}, not open")
-
-            async def check() -> None:
-                sending = await browser.evaluate("window.sendState")
-                if sending["error"]:
-                    raise RuntimeError(f"the page stopped sending: {sending['error']}")
-
-            started = time.perf_counter()
-            await browser.evaluate(START_SENDING % size)
-            await until_received(bench.sink, check)
-            elapsed = time.perf_counter() - started
-            await browser.evaluate("sinkChannel.close()")
-            return elapsed
-
         sides = {
             "daemon": process_cpu(daemon.process.pid),
-            "client": process_tree_cpu(chromium_pid),
+            "client": process_tree_cpu(browser.pid),
         }
-        result = await timed_runs(bench.args, transfer, sides)
+        result = await timed_runs(bench.args, page_transfer(browser, bench.sink), sides)
         result["pair_type"] = state.get("pairType")
         result |= data_path_check("chromium", {"daemon": logged_data_path(daemon)})
-        result["chromium"] = psutil.Process(chromium_pid).exe()
+        result["chromium"] = psutil.Process(browser.pid).exe()
     except Exception as exc:
         console = "\n".join(browser.console[-10:])
         raise RuntimeError(f"{exc}\nlast console lines of the page:\n{console}") from exc
@@ -439,6 +404,40 @@ async def chromium_mode(bench: Bench) -> dict[str, Any]:
         await browser.stop()
         daemon.stop()
     return result
+
+
+async def connected_page(browser: Chromium) -> dict[str, Any]:
+    """Chromium started on the demo page and connected to the daemon: the bridge's state."""
+    await browser.start()
+    await browser.goto(f"http://{HOME_IP}:8765/")
+    state: dict[str, Any] = await browser.evaluate(connect_expression())
+    if state.get("connection") != "connected":
+        raise RuntimeError(f"the page did not connect: {state}")
+    return state
+
+
+def page_transfer(browser: Chromium, sink: Sink) -> Callable[[int], Awaitable[float]]:
+    """Timed transfers from the page, each over a new channel, until the sink has every byte."""
+
+    async def transfer(size: int) -> float:
+        sink.expect(size)
+        opened = await browser.evaluate(OPEN_SINK)
+        if opened != "open":
+            raise RuntimeError(f"the sink channel is {opened!r}, not open")
+
+        async def check() -> None:
+            sending = await browser.evaluate("window.sendState")
+            if sending["error"]:
+                raise RuntimeError(f"the page stopped sending: {sending['error']}")
+
+        started = time.perf_counter()
+        await browser.evaluate(START_SENDING % size)
+        await until_received(sink, check)
+        elapsed = time.perf_counter() - started
+        await browser.evaluate("sinkChannel.close()")
+        return elapsed
+
+    return transfer
 
 
 async def run_mode(bench: Bench, mode: str) -> dict[str, Any]:
@@ -603,38 +602,18 @@ async def memory(client: Namespace, daemon: LoggedProcess, workdir: Path) -> dic
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
-    (workdir / "secret").write_bytes(SECRET)
-    print(f"logs in {workdir}", flush=True)
-    with lab("b") as built:
-        home, client = veth_pair(built)
-        gateway = GatewayProcess(
-            [
-                "--host",
-                HOME_IP,
-                "--port",
-                "8765",
-                "--secret-file",
-                str(workdir / "secret"),
-                "--log-level",
-                "INFO",
-            ],
-            workdir / "gateway.log",
-            prefix=home.command([])[:4],
-        ).start()
-        services = {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}", "sink": f"tcp://127.0.0.1:{SINK_PORT}"}
-        # Memory and setup on the default data path: no data_path or ack_policy anywhere.
-        config = write_daemon_config(workdir / "daemon.yml", SIGNALING, services, log_level="INFO")
+    # Memory and setup on the default data path: no data_path or ack_policy anywhere.
+    with veth_lab("b", "bench-bridge-", ECHO_PORT, SINK_PORT) as built:
+        home, client, workdir = built.home, built.client, built.workdir
         async with EchoService(home, ECHO_PORT):
-            daemon = await start_daemon(home, config, workdir / "daemon.log")
+            daemon = await start_daemon(home, built.daemon_config, workdir / "daemon.log")
             try:
                 await asyncio.sleep(1)  # let start-up allocations settle before the idle reading
                 result_memory = await memory(client, daemon, workdir)
                 result_setup = await setup_times(client, args.setup_runs)
             finally:
                 daemon.stop()
-            result_throughput = await throughput(home, client, workdir, services, args)
-        gateway.stop()
+            result_throughput = await throughput(home, client, workdir, built.services, args)
     return {
         "benchmark": "bridge",
         "machine": machine_description(),
@@ -650,14 +629,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def machine_description() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def print_table(result: dict[str, Any]) -> None:
-    setup, flows, mem = result["setup"], result["throughput"], result["memory"]
-    transfer = result["transfer"]
     print(f"\nbridge benchmark on a veth pair: {result['machine']}\n")
+    print_setup(result["setup"])
+    problems = print_throughput(result["throughput"], result["transfer"])
+    print_goals(result["goals"], result["throughput_goals"])
+    for problem in problems:
+        print(f"  {problem}")
+    print_profiles(result["throughput"])
+    mem = result["memory"]
+    print(
+        f"\ndaemon memory: idle {mem['idle_rss_mb']} MB, "
+        f"with 10 peers {mem['ten_peers_rss_mb']} MB ({mem['per_peer_mb']} MB per peer)"
+    )
+    print(f"logs: {result['logs']}\n")
+
+
+def cell(value: Any, digits: int | None = None) -> str:
+    if value is None:
+        return "-"
+    return str(value) if digits is None else f"{value:.{digits}f}"
+
+
+def verdict(ok: bool | None) -> str:
+    return "not run" if ok is None else "met" if ok else "NOT met"
+
+
+def print_setup(setup: dict[str, Any]) -> None:
     print(f"setup, {setup['runs']} runs             p50 s    p95 s")
     for name, key in (
         ("process start to first byte", "process_start_to_first_byte"),
@@ -665,16 +663,13 @@ def print_table(result: dict[str, Any]) -> None:
     ):
         print(f"  {name:<28}{setup[key]['p50_s']:>8}{setup[key]['p95_s']:>9}")
 
-    def cell(value: Any, digits: int | None = None) -> str:
-        if value is None:
-            return "-"
-        return str(value) if digits is None else f"{value:.{digits}f}"
 
+def print_throughput(flows: dict[str, dict[str, Any]], transfer: dict[str, Any]) -> list[str]:
+    """The throughput rows; what went wrong (failed, skipped, a wrong data path), for later."""
+    mode_width = max(len(mode) for mode in MODES) + 1
+    name_width = 2 + mode_width + max(len(m.label) for m in MODES.values())
     runs_width = max(
         [9, *(len(" ".join(map(str, flow.get("mb_s", [])))) for flow in flows.values())]
-    )
-    name_width = (
-        2 + max(len(mode) for mode in MODES) + 1 + max(len(m.label) for m in MODES.values())
     )
     print(f"\nthroughput, {transfer['megabytes']} MB x {transfer['runs']}")
     print(
@@ -687,7 +682,7 @@ def print_table(result: dict[str, Any]) -> None:
     )
     problems = []
     for mode, flow in flows.items():
-        name = f"{mode:<{max(len(mode) for mode in MODES) + 1}}{flow['label']}"
+        name = f"{mode:<{mode_width}}{flow['label']}"
         if "median_mb_s" not in flow:
             outcome = "skipped" if "skipped" in flow else "failed"
             print(f"  {name:<{name_width}}{'-':>7}  {outcome.upper()}")
@@ -706,11 +701,10 @@ def print_table(result: dict[str, Any]) -> None:
         "  CPU: cores busy during the transfer; client: homelab-p2p forward, for chromium all"
         "\n  of Chromium's processes, for raw-tcp this process (both ends)"
     )
-    goals, met = result["goals"], result["throughput_goals"]
+    return problems
 
-    def verdict(ok: bool | None) -> str:
-        return "not run" if ok is None else "met" if ok else "NOT met"
 
+def print_goals(goals: dict[str, Any], met: dict[str, Any]) -> None:
     print(
         f"  goal: fast-rfc at least {goals['fast_rfc_median_mb_s']} MB/s: "
         f"{cell(met['fast_rfc_median_mb_s'])}, {verdict(met['fast_rfc_met'])}\n"
@@ -718,18 +712,14 @@ def print_table(result: dict[str, Any]) -> None:
         f"{goals['best_safe_median_mb_s']} MB/s: {cell(met['best_safe_median_mb_s'])}"
         f" ({cell(met['best_safe_mode'])}), {verdict(met['best_safe_met'])}"
     )
-    for problem in problems:
-        print(f"  {problem}")
+
+
+def print_profiles(flows: dict[str, dict[str, Any]]) -> None:
     for mode, flow in flows.items():
         for side, layers in flow.get("profile", {}).items():
             print(f"\n  where the time goes in {mode}, {side} (% of busy samples):")
             for layer, share in layers.items():
                 print(f"    {share:>5.1f}  {layer}")
-    print(
-        f"\ndaemon memory: idle {mem['idle_rss_mb']} MB, "
-        f"with 10 peers {mem['ten_peers_rss_mb']} MB ({mem['per_peer_mb']} MB per peer)"
-    )
-    print(f"logs: {result['logs']}\n")
 
 
 def mode_list(text: str) -> list[str]:
@@ -768,11 +758,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile and args.profile_mode not in args.modes:
         parser.error(f"--profile-mode {args.profile_mode} is not one of --modes")
-    if os.geteuid() != 0:
-        raise SystemExit("benchmarks.bridge builds network namespaces: run it as root")
-    result = asyncio.run(run(args))
-    print_table(result)
-    print(json.dumps(result))
+    needs_root("benchmarks.bridge")
+    report(asyncio.run(run(args)), print_table)
 
 
 if __name__ == "__main__":

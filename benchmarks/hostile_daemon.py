@@ -24,10 +24,7 @@ Prints a table and one JSON line. Needs root (network namespaces).
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -35,26 +32,19 @@ from typing import Any
 
 import psutil
 
-from benchmarks.bridge import (
-    HOME_IP,
-    SIGNALING,
-    machine_description,
-    percentiles,
-    time_pipe,
-    veth_pair,
-)
-from lab import SECRET, token
+from benchmarks.bridge import percentiles, time_pipe
+from benchmarks.report import machine_description, needs_root, report
+from benchmarks.veth import HOME_IP, SIGNALING, veth_lab
+from lab import token
 from lab.bridge import (
     EchoService,
     LoggedProcess,
     NamespaceTcpService,
     start_daemon,
     start_forward,
-    write_daemon_config,
 )
-from lab.gateway import GatewayProcess
 from lab.hostile import next_signal, offer, open_client, signal
-from lab.netns import Namespace, lab, venv_bin
+from lab.netns import Namespace, venv_bin
 
 ECHO_PORT, SINK_PORT = 7007, 7020
 BLOCK = bytes(range(256)) * 256  # 64 KiB
@@ -224,28 +214,16 @@ async def connecting(client: Namespace, args: argparse.Namespace) -> dict[str, A
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
-    (workdir / "secret").write_bytes(SECRET)
-    print(f"logs in {workdir}", flush=True)
-    with lab("h") as built:
-        home, client = veth_pair(built)
-        gateway = GatewayProcess(
-            ["--host", HOME_IP, "--port", "8765", "--secret-file", str(workdir / "secret"),
-             "--log-level", "INFO"],
-            workdir / "gateway.log",
-            prefix=home.command([])[:4],
-        ).start()  # fmt: skip
-        services = {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}", "sink": f"tcp://127.0.0.1:{SINK_PORT}"}
-        config = write_daemon_config(workdir / "daemon.yml", SIGNALING, services, log_level="INFO")
+    with veth_lab("h", "bench-hostile-", ECHO_PORT, SINK_PORT) as built:
+        home, client, workdir = built.home, built.client, built.workdir
         async with EchoService(home, ECHO_PORT), NeverReads(home, SINK_PORT):
-            daemon = await start_daemon(home, config, workdir / "daemon.log")
+            daemon = await start_daemon(home, built.daemon_config, workdir / "daemon.log")
             try:
                 await asyncio.sleep(2)  # start-up allocations settle before the idle reading
                 result_memory = await memory(daemon, client, workdir, args)
                 result_connect = await connecting(client, args)
             finally:
                 daemon.stop()
-        gateway.stop()
     return {
         "benchmark": "hostile_daemon",
         "machine": machine_description(),
@@ -299,11 +277,8 @@ def main() -> None:
     parser.add_argument("--attackers", type=int, default=50, help="junk offers held (50)")
     parser.add_argument("--runs", type=int, default=5, help="connections timed per phase (5)")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("benchmarks.hostile_daemon builds network namespaces: run it as root")
-    result = asyncio.run(run(args))
-    print_table(result)
-    print(json.dumps(result))
+    needs_root("benchmarks.hostile_daemon")
+    report(asyncio.run(run(args)), print_table)
 
 
 if __name__ == "__main__":

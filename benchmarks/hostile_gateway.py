@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import socket
 import statistics
 import tempfile
@@ -40,6 +38,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from benchmarks.report import machine_description, print_rows, report
 from lab import SECRET, token
 from lab.gateway import GatewayProcess
 from lab.ws import identify, open_ws, request
@@ -215,10 +214,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     )
     reference, flooded = shared
     tracebacks += more
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     return {
         "benchmark": "hostile_gateway",
-        "machine": machine,
+        "machine": machine_description(),
         "gateway_log_level": args.log_level,
         "seconds": args.seconds,
         "rate": args.rate,
@@ -241,12 +239,15 @@ def print_table(result: dict[str, Any]) -> None:
         f"{result['gateway_log_level']}\nwell-behaved client: echo-to-me round trips, "
         f"{result['rate']:g}/s for {result['seconds']:g} s per phase\n"
     )
-    print(f"{'phase':<24}{'round trips':>12}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'CPU %':>8}")
-    for row in result["phases"]:
-        print(
-            f"{row['phase']:<24}{row['round_trips']:>12}{row['p50_ms']:>10}{row['p99_ms']:>10}"
-            f"{row['max_ms']:>10}{row['gateway_cpu_percent']:>8}"
-        )
+    columns = [
+        ("phase", "phase", 24),
+        ("round trips", "round_trips", 12),
+        ("p50 ms", "p50_ms", 10),
+        ("p99 ms", "p99_ms", 10),
+        ("max ms", "max_ms", 10),
+        ("CPU %", "gateway_cpu_percent", 8),
+    ]
+    print_rows(columns, result["phases"])
     ratio = result["ratio"]
     print(f"{'flooded/reference':<24}{'':>12}{ratio['p50']:>9}x{ratio['p99']:>9}x")
     print(f"{'unshared/flooded':<24}{'':>22}{ratio['p99_unshared_to_shared']:>9}x")
@@ -289,8 +290,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         result = asyncio.run(run(args, Path(workdir)))
-    print_table(result)
-    print(json.dumps(result))
+    report(result, print_table)
 
 
 if __name__ == "__main__":

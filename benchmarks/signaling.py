@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
+from benchmarks.report import machine_description, print_rows, report
 from p2p_protocol.tokens import issue_token
 
 SECRET = os.urandom(32).hex().encode()
@@ -229,10 +229,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     return {
         "benchmark": "signaling",
-        "machine": machine,
+        "machine": machine_description(),
         "gateway_log_level": args.log_level,
         "clients": args.clients,
         "relay": [saturated.row(), paced.row()],
@@ -246,12 +245,14 @@ def print_table(result: dict[str, Any]) -> None:
         f"\nsignaling benchmark: {result['machine']}, gateway log level "
         f"{result['gateway_log_level']}, 1 homelab + {result['clients']} clients\n"
     )
-    print(f"{'phase':<22}{'relayed':>10}{'msgs/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for row in result["relay"]:
-        print(
-            f"{row['phase']:<22}{row['relayed']:>10}{row['per_second']:>10}"
-            f"{row['p50_ms']:>10}{row['p99_ms']:>10}"
-        )
+    columns = [
+        ("phase", "phase", 22),
+        ("relayed", "relayed", 10),
+        ("msgs/s", "per_second", 10),
+        ("p50 ms", "p50_ms", 10),
+        ("p99 ms", "p99_ms", 10),
+    ]
+    print_rows(columns, result["relay"])
     idle = result["idle"]
     print(
         f"\nidle: {idle['connections']} connections held, gateway RSS {idle['rss_mb']} MB "
@@ -279,8 +280,7 @@ def main() -> None:
         help="the gateway's log level (DEBUG is its default)",
     )
     result = asyncio.run(run(parser.parse_args()))
-    print_table(result)
-    print(json.dumps(result))
+    report(result, print_table)
 
 
 if __name__ == "__main__":

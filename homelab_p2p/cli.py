@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from homelab_p2p import commands
 from homelab_p2p.client import ClientOptions
@@ -42,15 +42,38 @@ def _ttl(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Reach the services of a homelab behind NAT over WebRTC."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # In the order `homelab-p2p --help` lists them.
+    for add in (
+        _add_token_parsers,
+        _add_forward_parser,
+        _add_pipe_parser,
+        _add_fetch_parser,
+        _add_echo_parser,
+        _add_doctor_parser,
+        _add_guide_parser,
+    ):
+        add(subcommands)
+    return parser
 
-    token = commands.add_parser("token", help="issue signaling tokens and make secrets")
-    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    issue = token_commands.add_parser(
+
+def _add_token_parsers(subcommands: Subcommands) -> None:
+    token = subcommands.add_parser("token", help="issue signaling tokens and make secrets")
+    actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    _add_token_issue_parser(actions)
+    _add_token_verify_parser(actions)
+    _add_new_secret_parser(actions)
+
+
+def _add_token_issue_parser(actions: Subcommands) -> None:
+    issue = actions.add_parser(
         "issue", help="print a signed token", description="Print a token signed with the secret."
     )
     issue.add_argument(
@@ -65,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_secret_options(issue)
     issue.set_defaults(run=_issue)
-    verify = token_commands.add_parser(
+
+
+def _add_token_verify_parser(actions: Subcommands) -> None:
+    verify = actions.add_parser(
         "verify",
         help="check a token (from stdin or --token-file) against the secret",
         description="Check a token against the secret: its claims as JSON, or exit 1 saying why.",
@@ -78,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-ttl", type=_ttl, default=0, help="it must stay valid this long (such as 7d)"
     )
     verify.set_defaults(run=_verify)
-    new_secret = token_commands.add_parser(
+
+
+def _add_new_secret_parser(actions: Subcommands) -> None:
+    new_secret = actions.add_parser(
         "new-secret",
         help="write a new random signing secret",
         description="Write a new random signing secret to a file readable by its owner only.",
@@ -87,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     new_secret.add_argument("--force", action="store_true", help="replace the file if it exists")
     new_secret.set_defaults(run=_new_secret)
 
-    forward = commands_parser(commands, "forward", "forward local TCP connections to a service")
+
+def _add_forward_parser(subcommands: Subcommands) -> None:
+    forward = commands_parser(subcommands, "forward", "forward local TCP connections to a service")
     forward.add_argument(
         "--listen",
         required=True,
@@ -96,12 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to accept connections, such as 127.0.0.1:2222",
     )
     forward.set_defaults(run=_forward)
+
+
+def _add_pipe_parser(subcommands: Subcommands) -> None:
     pipe = commands_parser(
-        commands, "pipe", "connect stdin/stdout to a service (for ssh ProxyCommand)"
+        subcommands, "pipe", "connect stdin/stdout to a service (for ssh ProxyCommand)"
     )
     pipe.set_defaults(run=_pipe)
 
-    fetch = commands_parser(commands, "fetch", "send one HTTP request to an http:// service")
+
+def _add_fetch_parser(subcommands: Subcommands) -> None:
+    fetch = commands_parser(subcommands, "fetch", "send one HTTP request to an http:// service")
     fetch.add_argument("path", help="the request path, such as / or /api/items?limit=5")
     fetch.add_argument(
         "-X",
@@ -123,8 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--fail", action="store_true", help="exit 22 when the status is 400 or more")
     fetch.set_defaults(run=_fetch)
 
+
+def _add_echo_parser(subcommands: Subcommands) -> None:
     echo_parser = connection_parser(
-        commands,
+        subcommands,
         "echo",
         "send a message to yourself through signaling (the guide's manual test)",
         "Connect to signaling with the token, send a message to `me` and wait for it to come "
@@ -133,8 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     echo_parser.set_defaults(run=_echo)
 
+
+def _add_doctor_parser(subcommands: Subcommands) -> None:
     doctor = connection_parser(
-        commands,
+        subcommands,
         "doctor",
         "run the troubleshooting guide's checks in order, naming the guide's row on failure",
         "Check the signaling URL, the WebSocket handshake, an echo, the target, the STUN and "
@@ -144,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the results as JSON")
     doctor.set_defaults(run=_doctor)
 
-    guide_parser = commands.add_parser(
+
+def _add_guide_parser(subcommands: Subcommands) -> None:
+    guide_parser = subcommands.add_parser(
         "guide",
         help="print the troubleshooting guide's rows, or the rows log lines point at",
         description="Print the troubleshooting guide's error table (error, cause, solution). "
@@ -154,7 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     guide_parser.add_argument("--match", metavar="FILE", help="log lines to match; - for stdin")
     guide_parser.add_argument("--json", action="store_true", help="print JSON")
     guide_parser.set_defaults(run=_guide)
-    return parser
 
 
 def _add_secret_options(parser: argparse.ArgumentParser) -> None:
@@ -177,13 +218,13 @@ def _load_secret(args: argparse.Namespace) -> bytes:
 
 
 def connection_parser(
-    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    subcommands: Subcommands,
     name: str,
     help_text: str,
     description: str | None = None,
 ) -> argparse.ArgumentParser:
     """A command that talks to signaling: the connection options and -v."""
-    parser = commands.add_parser(
+    parser = subcommands.add_parser(
         name, help=help_text, description=description or help_text[0].upper() + help_text[1:] + "."
     )
     add_connection_options(parser)
@@ -193,11 +234,9 @@ def connection_parser(
     return parser
 
 
-def commands_parser(
-    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_text: str
-) -> argparse.ArgumentParser:
+def commands_parser(subcommands: Subcommands, name: str, help_text: str) -> argparse.ArgumentParser:
     """A command that reaches one service of the homelab."""
-    parser = connection_parser(commands, name, help_text)
+    parser = connection_parser(subcommands, name, help_text)
     parser.add_argument("service", help="the service's data channel label, such as ssh or web")
     return parser
 

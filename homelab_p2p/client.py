@@ -14,12 +14,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from p2p_protocol import signals
-from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE
+from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE, ErrorCode, error_code
 from p2p_protocol.names import ECHO_LABEL
 from p2p_webrtc import IcePolicy, new_peer_connection, selected_pair
 from p2p_webrtc.datapath import DataPathOptions
@@ -34,12 +35,25 @@ REUSED_CHANNEL_TIMEOUT = 5.0
 within this, the homelab is taken to be gone (crashed, cut off) and a new connection is made."""
 
 
-class ClientError(Exception):
-    """A step of reaching the homelab failed; ``step`` names it, str() says why and what to do."""
+class ClientStep(StrEnum):
+    """The steps of reaching a homelab, as a failure names them (``ICE: ...``)."""
 
-    def __init__(self, step: str, message: str) -> None:
+    SIGNALING = "signaling"
+    ICE = "ICE"
+    DTLS = "DTLS"
+    CHANNEL = "channel"
+
+
+class ClientError(Exception):
+    """A step of reaching the homelab failed; ``step`` names it, str() says why and what to do.
+
+    ``code`` is the signaling service's error code when the failure is its error reply.
+    """
+
+    def __init__(self, step: ClientStep, message: str, code: ErrorCode | None = None) -> None:
         super().__init__(message)
         self.step = step
+        self.code = code
 
 
 class TargetNotConnected(ClientError):
@@ -47,18 +61,19 @@ class TargetNotConnected(ClientError):
 
     def __init__(self, target: str) -> None:
         super().__init__(
-            "signaling",
+            ClientStep.SIGNALING,
             f"{BACKEND_UNREACHABLE_MESSAGE}\n"
             f"  Cause: no homelab_server is running and registered as {target!r}.\n"
             "  Solution: start homelab_server and verify it connects to signaling "
             "(ps aux | grep homelab_server; journalctl -u homelab-p2p-bridge -f, and look for "
             f"\"Registered as '{target}'\").",
+            ErrorCode.BACKEND_UNREACHABLE,
         )
 
 
 def ice_failure(timeout: float) -> ClientError:
     return ClientError(
-        "ICE",
+        ClientStep.ICE,
         f"WebRTC connection timeout: no network path to the homelab within {timeout:g} s.\n"
         "  Cause: NAT traversal or a firewall (both sides may be behind NATs that need a relay).\n"
         "  Solution: check that the STUN servers answer, configure a TURN server "
@@ -142,7 +157,7 @@ class BridgeClient:
                 options.signaling_url, options.token, self._on_signal, self._on_error
             )
         except SignalingError as exc:
-            raise ClientError("signaling", str(exc)) from None
+            raise ClientError(ClientStep.SIGNALING, str(exc), exc.code) from None
         pc = new_peer_connection(options.ice, relay_only=options.relay_only)
         try:
             probe = pc.createDataChannel(PROBE_LABEL)
@@ -175,12 +190,8 @@ class BridgeClient:
         return pc
 
     async def _on_signal(self, sender: str, data: Any) -> None:
-        try:
-            signal = signals.parse_signal(data)
-        except signals.BadSignal as exc:
-            log.warning("Ignored a signal from %s: %s", sender, exc)
-            return
-        if self._answer is None or signal.type not in ("answer", "error"):
+        signal = signals.parse_or_ignore(sender, data, log)
+        if signal is None or self._answer is None or signal.type not in ("answer", "error"):
             return
         if not self._answer.done():
             self._answer.set_result(signal)
@@ -191,12 +202,13 @@ class BridgeClient:
     async def _on_error(self, message: dict[str, Any]) -> None:
         if self._answer is None or self._answer.done():
             return
-        if message.get("error") == "backend_unreachable":
+        code = error_code(message)
+        if code is ErrorCode.BACKEND_UNREACHABLE:
             self._answer.set_exception(TargetNotConnected(self.options.target))
         else:
             text = message.get("message") or message.get("error")
             self._answer.set_exception(
-                ClientError("signaling", f"the signaling service answered: {text}")
+                ClientError(ClientStep.SIGNALING, f"the signaling service answered: {text}", code)
             )
 
     async def _wait_answer(self) -> signals.Signal:
@@ -206,13 +218,14 @@ class BridgeClient:
                 signal = await self._answer
         except TimeoutError:
             raise ClientError(
-                "signaling",
+                ClientStep.SIGNALING,
                 f"the homelab {self.options.target!r} did not answer the offer within "
                 f"{self.options.timeout:g} s; check its log (journalctl -u homelab-p2p-bridge)",
             ) from None
         if signal.type == "error":
             raise ClientError(
-                "signaling", f"the homelab refused the connection ({signal.code}): {signal.message}"
+                ClientStep.SIGNALING,
+                f"the homelab refused the connection ({signal.code}): {signal.message}",
             )
         return signal
 
@@ -224,7 +237,7 @@ class BridgeClient:
         while pc.connectionState != "connected":
             if self._refusal is not None:
                 raise ClientError(
-                    "signaling",
+                    ClientStep.SIGNALING,
                     f"the homelab closed the connection before it was up "
                     f"({self._refusal.code}): {self._refusal.message}",
                 )
@@ -232,7 +245,7 @@ class BridgeClient:
                 if pc.iceConnectionState not in ("completed", "connected"):
                     raise ice_failure(self.options.timeout)
                 raise ClientError(
-                    "DTLS",
+                    ClientStep.DTLS,
                     "the DTLS handshake with the homelab failed after ICE connected; the homelab's "
                     "log says why (journalctl -u homelab-p2p-bridge)",
                 )
@@ -261,8 +274,8 @@ class BridgeClient:
                 await settled.wait()
         except TimeoutError:
             raise ClientError(
-                "channel", f"the data channel {label!r} did not open within {limit:g} s"
+                ClientStep.CHANNEL, f"the data channel {label!r} did not open within {limit:g} s"
             ) from None
         if not opened:
             # Opened and closed at once is a refusal: its reader has the reason.
-            raise ClientError("channel", f"the data channel {label!r} closed as it opened")
+            raise ClientError(ClientStep.CHANNEL, f"the data channel {label!r} closed as it opened")

@@ -4,13 +4,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from homelab_p2p.client import BridgeClient, ClientError, ClientOptions
 from homelab_p2p.httpclient import ChannelRequest, HttpExchangeError
+from homelab_p2p.output import fail
+from p2p_protocol.messages import ErrorCode
+from p2p_runtime.stop import stop_on_signal
+from p2p_runtime.tasks import OwnedTasks
 from p2p_webrtc import install
 from p2p_webrtc.channels import ChannelBridge
 
@@ -18,18 +21,41 @@ log = logging.getLogger("homelab_p2p.client")
 
 
 def report(error: ClientError) -> None:
-    prefix = (
-        ""
-        if error.step == "signaling" and str(error).startswith("The target")
-        else f"{error.step}: "
-    )
-    print(f"homelab-p2p: {prefix}{error}", file=sys.stderr)
+    # The guide's own message stands alone, as the guide prints it.
+    prefix = "" if error.code is ErrorCode.BACKEND_UNREACHABLE else f"{error.step}: "
+    fail(f"{prefix}{error}")
 
 
 def _install(options: ClientOptions) -> None:
     """The process's WebRTC seams, and a log line saying what runs (``-v`` shows it)."""
-    data_path = install(options.ice, options.data_path)
-    log.info("%s; %s", options.ice.describe(), data_path.describe())
+    installed = install(options.ice, options.data_path)
+    log.info("%s; %s", installed.policy.describe(), installed.data_path.describe())
+
+
+class _Forwarder:
+    """Bridges each accepted TCP connection to a data channel of its own to one service."""
+
+    def __init__(self, client: BridgeClient, service: str) -> None:
+        self._client = client
+        self._service = service
+        self.bridges = OwnedTasks(log, f"Forwarding a connection to {service!r}")
+
+    def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.bridges.spawn(self._bridge(reader, writer))
+
+    async def _bridge(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            channel_bridge = await self._client.open_service(
+                self._service, lambda channel: ChannelBridge(channel, on_control=self._refused)
+            )
+        except ClientError as exc:
+            log.error("A connection to %r failed at the %s step: %s", self._service, exc.step, exc)
+            writer.close()
+            return
+        await channel_bridge.run(reader, writer)
+
+    def _refused(self, error: str, message: str) -> None:
+        log.error("The homelab closed %r (%s): %s", self._service, error, message)
 
 
 async def forward(options: ClientOptions, service: str, host: str, port: int) -> int:
@@ -41,46 +67,18 @@ async def forward(options: ClientOptions, service: str, host: str, port: int) ->
     except ClientError as exc:
         report(exc)
         return 1
-    bridges: set[asyncio.Task[None]] = set()
-
-    def refused(error: str, message: str) -> None:
-        log.error("The homelab closed %r (%s): %s", service, error, message)
-
-    async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            channel_bridge = await client.open_service(
-                service, lambda channel: ChannelBridge(channel, on_control=refused)
-            )
-        except ClientError as exc:
-            log.error("A connection to %r failed at the %s step: %s", service, exc.step, exc)
-            writer.close()
-            return
-        await channel_bridge.run(reader, writer)
-
-    def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.create_task(bridge(reader, writer))
-        bridges.add(task)
-        task.add_done_callback(bridges.discard)
-
+    forwarder = _Forwarder(client, service)
     try:
-        server = await asyncio.start_server(accept, host, port)
+        server = await asyncio.start_server(forwarder.accept, host, port)
     except OSError as exc:
-        print(
-            f"homelab-p2p: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr
-        )
         await client.close()
-        return 1
+        return fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    stop = stop_on_signal()
     bound = server.sockets[0].getsockname()
     print(f"Forwarding {bound[0]}:{bound[1]} to {service!r} on {options.target!r}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     server.close()
-    for task in list(bridges):
-        task.cancel()
-    await asyncio.gather(*bridges, return_exceptions=True)
+    await forwarder.bridges.cancel()
     await client.close()
     return 0
 
@@ -113,18 +111,13 @@ async def pipe(options: ClientOptions, service: str) -> int:
     try:
         reader, writer = await _stdio()
     except (OSError, ValueError) as exc:
-        print(
-            f"homelab-p2p: pipe needs stdin and stdout to be pipes or sockets: {exc}",
-            file=sys.stderr,
-        )
         await client.close()
-        return 2
+        return fail(f"pipe needs stdin and stdout to be pipes or sockets: {exc}", status=2)
     with contextlib.suppress(ConnectionError):
         await bridge.run(reader, writer)
     await client.close()
     if refusals:
-        print(f"homelab-p2p: the homelab closed {service!r}: {refusals[0]}", file=sys.stderr)
-        return 1
+        return fail(f"the homelab closed {service!r}: {refusals[0]}")
     return 0
 
 
@@ -166,13 +159,9 @@ async def fetch(
         report(exc)
         return 1
     except HttpExchangeError as exc:
-        print(f"homelab-p2p: {service!r}: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"{service!r}: {exc}")
     except ConnectionError as exc:
-        print(
-            f"homelab-p2p: {service!r}: the connection to the homelab ended: {exc}", file=sys.stderr
-        )
-        return 1
+        return fail(f"{service!r}: the connection to the homelab ended: {exc}")
     finally:
         await client.close()
     return 22 if request.fail and status >= 400 else 0

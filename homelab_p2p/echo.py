@@ -7,11 +7,11 @@ runs it as the smoke test after new code is live.
 """
 
 import secrets
-import sys
 import time
 from typing import Any
 
 from homelab_p2p.client import ClientOptions
+from homelab_p2p.output import fail
 from signaling_client.link import Link, SignalingError, SignalingUnreachable
 
 UNREACHABLE = 3
@@ -48,19 +48,14 @@ async def echo(options: ClientOptions) -> int:
     try:
         link = await Link.open(options.signaling_url, options.token, _ignore, _ignore)
     except SignalingUnreachable as exc:
-        print(f"homelab-p2p: {exc}", file=sys.stderr)
-        return UNREACHABLE
+        return fail(str(exc), status=UNREACHABLE)
     except SignalingError as exc:
-        print(f"homelab-p2p: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     connected = time.monotonic() - started
     try:
         round_trip, connection_id = await echo_to_me(link, options.timeout)
     except SignalingError as exc:
-        print(
-            f"homelab-p2p: the echo through {options.signaling_url} failed: {exc}", file=sys.stderr
-        )
-        return 1
+        return fail(f"the echo through {options.signaling_url} failed: {exc}")
     finally:
         await link.close()
     print(

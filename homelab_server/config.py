@@ -180,12 +180,7 @@ def _data_path(reader: _Reader) -> DataPathOptions:
         raise ConfigError(f"{reader.source}: {exc}") from None
 
 
-def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: must be a mapping of keys to values (see docs/configuration.md)"
-        )
-    reader = _Reader(data, source)
+def _signaling_url(reader: _Reader) -> str:
     url = reader.take("signaling_url", required=True)
     if (
         not isinstance(url, str)
@@ -193,28 +188,61 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
         or not urlsplit(url).hostname
     ):
         raise reader.fail("signaling_url", f"{url!r} is not a ws:// or wss:// URL")
+    return url
+
+
+def _token(reader: _Reader) -> tuple[str | None, Path | None]:
+    """The inline token or the token file: exactly one of them."""
     token, token_file = reader.take("token", None), reader.take("token_file", None)
     if (token is None) == (token_file is None):
-        raise ConfigError(f"{source}: token, token_file: give exactly one of them")
+        raise ConfigError(f"{reader.source}: token, token_file: give exactly one of them")
     if token is not None and (not isinstance(token, str) or not token.strip()):
         raise reader.fail("token", "must be a non-empty string")
     if token_file is not None and not isinstance(token_file, str):
         raise reader.fail("token_file", "must be a path")
+    return (
+        token.strip() if isinstance(token, str) else None,
+        Path(token_file) if token_file else None,
+    )
+
+
+def _name(reader: _Reader) -> str:
     name = reader.take("name", DEFAULT_NAME)
     if not is_valid_name(name):
         raise reader.fail("name", f"{name!r} is not valid: use {NAME_RULE}")
+    assert isinstance(name, str)
+    return name
+
+
+def _ice_servers(reader: _Reader) -> tuple[IceServer, ...]:
     try:
-        ice_servers = parse_ice_servers(reader.take("ice_servers", [{"urls": ORIGINAL_DEFAULT}]))
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        return parse_ice_servers(reader.take("ice_servers", [{"urls": ORIGINAL_DEFAULT}]))
+    except ValueError as exc:  # its message starts with the key
+        raise ConfigError(f"{reader.source}: {exc}") from None
+
+
+def _log_level(reader: _Reader) -> str:
     log_level = str(reader.take("log_level", "INFO")).upper()
     if log_level not in LOG_LEVELS:
         raise reader.fail("log_level", f"use one of {', '.join(LOG_LEVELS)}")
+    return log_level
+
+
+def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: must be a mapping of keys to values (see docs/configuration.md)"
+        )
+    reader = _Reader(data, source)
+    # Each key is checked in this order, so the first problem in the file is the one told.
+    url = _signaling_url(reader)
+    token, token_file = _token(reader)
+    name, ice_servers, log_level = _name(reader), _ice_servers(reader), _log_level(reader)
     config = DaemonConfig(
         signaling_url=url,
         name=name,
-        token=token.strip() if isinstance(token, str) else None,
-        token_file=Path(token_file) if token_file else None,
+        token=token,
+        token_file=token_file,
         ice_servers=ice_servers,
         ice_port_range=_port_range(reader),
         services=_services(reader),

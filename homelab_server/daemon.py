@@ -9,7 +9,6 @@ configuration is one sentence naming the key and exit status 2.
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -20,15 +19,15 @@ from homelab_server.signaling import HomelabSignaling
 from p2p_runtime.configfile import ConfigError
 from p2p_runtime.logs import configure_logging
 from p2p_runtime.sdnotify import notify
+from p2p_runtime.stop import stop_on_signal
 from p2p_webrtc import IcePolicy, install
-from p2p_webrtc.ice import current_policy
 
 log = logging.getLogger("homelab_server")
 PROG = "homelab_server"
 
 
 async def run(config: DaemonConfig) -> int:
-    data_path = install(IcePolicy(config.ice_servers, config.ice_port_range), config.data_path)
+    installed = install(IcePolicy(config.ice_servers, config.ice_port_range), config.data_path)
     router = ServiceRouter(config.services)
     signaling: HomelabSignaling | None = None
 
@@ -42,17 +41,14 @@ async def run(config: DaemonConfig) -> int:
         max_channels=config.max_channels_per_peer,
         offers_per_minute=config.max_offers_per_minute,
     )
-    peers = PeerManager(current_policy(), router, send_signal, limits)
+    peers = PeerManager(installed.policy, router, send_signal, limits)
     signaling = HomelabSignaling(config, peers.on_signal, peers.on_signaling_error)
     log.info("homelab_server starting as %r; services: %s", config.name, router.offered())
     notify(STATUS=f"Connecting to {config.signaling_url}")
-    log.info(current_policy().describe())
-    log.info(data_path.describe())
+    log.info(installed.policy.describe())
+    log.info(installed.data_path.describe())
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signal()
     signaling_task = asyncio.create_task(signaling.run(), name="signaling")
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({signaling_task, stopping}, return_when=asyncio.FIRST_COMPLETED)

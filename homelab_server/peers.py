@@ -32,6 +32,8 @@ from aiortc.sdp import candidate_from_sdp
 
 from homelab_server.services import ServiceRouter
 from p2p_protocol import signals
+from p2p_protocol.errors import ChannelRefusal, PeerRefusal
+from p2p_protocol.messages import ErrorCode, error_code
 from p2p_runtime.ratelimit import TokenBucket
 from p2p_runtime.tasks import OwnedTasks
 from p2p_webrtc import (
@@ -173,12 +175,9 @@ class PeerManager:
         return len(self._peers)
 
     async def on_signal(self, sender: str, data: Any) -> None:
-        try:
-            signal = signals.parse_signal(data)
-        except signals.BadSignal as exc:
-            log.warning("Ignored a signal from %s: %s", sender, exc)
-            return
-        self._inbox.put(sender, signal)
+        signal = signals.parse_or_ignore(sender, data, log)
+        if signal is not None:
+            self._inbox.put(sender, signal)
 
     async def _handle(self, sender: str, signal: signals.Signal) -> None:
         if signal.type == "offer":
@@ -196,7 +195,7 @@ class PeerManager:
             )
 
     async def on_signaling_error(self, message: dict[str, Any]) -> None:
-        if message.get("error") == "backend_unreachable":
+        if error_code(message) is ErrorCode.BACKEND_UNREACHABLE:
             # A client left signaling; its peer connection may live on, and ends by itself if not.
             log.debug("Signaling: %s is no longer connected to signaling", message.get("target"))
         else:
@@ -214,71 +213,90 @@ class PeerManager:
             self._offer_rates.popitem(last=False)
         return rate
 
-    async def _refuse(self, client: str, code: str, message: str) -> None:
+    async def _refuse(self, client: str, code: PeerRefusal, message: str) -> None:
         await self._send_signal(client, signals.error(code, message))
 
     async def _answer(self, client: str, sdp: str) -> None:
-        limits = self.limits
-        rate = self._offer_rate(client)
-        if not rate.bucket.allow():
-            if not rate.refusing:
-                rate.refusing = True
-                log.warning(
-                    "Refused an offer from %s: more than %d offers a minute "
-                    "(max_offers_per_minute)",
-                    client,
-                    limits.offers_per_minute,
-                )
-            await self._refuse(
-                client,
-                "rate_limited",
-                f"at most {limits.offers_per_minute} offers a minute (max_offers_per_minute)",
-            )
-            return
-        rate.refusing = False
-        try:
-            candidates = signals.check_offer(sdp)
-        except signals.BadSignal as exc:
-            log.warning("Refused the offer of %s: %s", client, exc)
-            await self._refuse(client, "bad_offer", str(exc))
+        candidates = await self._admitted(client, sdp)
+        if candidates is None:
             return
         if client in self._peers:
             await self.drop(client, "it offered again (renegotiation)")
         victim = None
-        if len(self._peers) >= limits.max_peers:
+        if len(self._peers) >= self.limits.max_peers:
             victim = self._longest_waiting()
             if victim is None:
-                log.warning(
-                    "Refused an offer from %s: max_peers (%d) peers are connected",
-                    client,
-                    limits.max_peers,
-                )
-                await self._refuse(
-                    client,
-                    "busy",
-                    f"the homelab serves {limits.max_peers} peers already (max_peers)",
-                )
+                await self._refuse_busy(client)
                 return
             del self._peers[victim.client_id]  # its place is the new peer's from now on
+        peer = self._new_peer(client, candidates)
+        if victim is not None:
+            await self._give_place_away(victim)
+        await self._negotiate(peer, sdp)
+
+    async def _admitted(self, client: str, sdp: str) -> int | None:
+        """The offer's candidate count if it may be answered; else None, the client told why."""
+        if not await self._offer_rate_allows(client):
+            return None
+        try:
+            return signals.check_offer(sdp)
+        except signals.BadSignal as exc:
+            log.warning("Refused the offer of %s: %s", client, exc)
+            await self._refuse(client, PeerRefusal.BAD_OFFER, str(exc))
+            return None
+
+    async def _offer_rate_allows(self, client: str) -> bool:
+        rate = self._offer_rate(client)
+        per_minute = self.limits.offers_per_minute
+        if rate.bucket.allow():
+            rate.refusing = False
+            return True
+        if not rate.refusing:  # one line per run of refusals
+            rate.refusing = True
+            log.warning(
+                "Refused an offer from %s: more than %d offers a minute (max_offers_per_minute)",
+                client,
+                per_minute,
+            )
+        await self._refuse(
+            client,
+            PeerRefusal.RATE_LIMITED,
+            f"at most {per_minute} offers a minute (max_offers_per_minute)",
+        )
+        return False
+
+    async def _refuse_busy(self, client: str) -> None:
+        max_peers = self.limits.max_peers
+        log.warning(
+            "Refused an offer from %s: max_peers (%d) peers are connected", client, max_peers
+        )
+        await self._refuse(
+            client, PeerRefusal.BUSY, f"the homelab serves {max_peers} peers already (max_peers)"
+        )
+
+    def _new_peer(self, client: str, candidates: int) -> Peer:
+        """A peer connection for the client's offer, in its place, its deadline running."""
         log.info("Peer %s: offer received, answering", client)
         pc = new_peer_connection(self._policy)
         peer = Peer(client, pc)
         peer.candidates = candidates
         self._peers[client] = peer
         peer.deadline = asyncio.get_running_loop().call_later(
-            limits.connect_timeout, self._deadline_passed, peer
+            self.limits.connect_timeout, self._deadline_passed, peer
         )
         pc.on("datachannel", lambda channel: self._on_channel(peer, channel))
         pc.on("connectionstatechange", lambda: self._on_state(peer))
-        if victim is not None:
-            waited = time.monotonic() - victim.offered_at
-            await self._close(
-                victim,
-                f"its place went to a newer offer: it had not connected after {waited:.1f} s "
-                f"and all max_peers ({limits.max_peers}) places were taken",
-                code="busy",
-            )
-        await self._negotiate(peer, sdp)
+        return peer
+
+    async def _give_place_away(self, victim: Peer) -> None:
+        """Close a peer whose place a newer offer took, telling its client."""
+        waited = time.monotonic() - victim.offered_at
+        await self._close(
+            victim,
+            f"its place went to a newer offer: it had not connected after {waited:.1f} s "
+            f"and all max_peers ({self.limits.max_peers}) places were taken",
+            code=PeerRefusal.BUSY,
+        )
 
     def _longest_waiting(self) -> Peer | None:
         """The peer that has waited longest without connecting, if any."""
@@ -296,20 +314,22 @@ class PeerManager:
                 "Refused the offer of %s: %s; widen ice_port_range or lower max_peers", client, exc
             )
             await self._fail(
-                peer, "no_ports", "the homelab has no free UDP port for this connection"
+                peer, PeerRefusal.NO_PORTS, "the homelab has no free UDP port for this connection"
             )
             return
         except Exception as exc:  # aiortc raises various errors on an SDP it cannot use
             if self._peers.get(client) is not peer:
                 return  # closed meanwhile (its deadline, a bye): nothing to answer
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            await self._fail(peer, "bad_offer", f"aiortc could not use the offer ({detail})")
+            await self._fail(
+                peer, PeerRefusal.BAD_OFFER, f"aiortc could not use the offer ({detail})"
+            )
             return
         if self._peers.get(client) is peer:
             await self._send_signal(client, signals.answer(pc.localDescription.sdp))
 
     def _violated(self, peer: Peer, why: str) -> None:
-        self._tasks.spawn(self._fail(peer, "protocol_violation", why))
+        self._tasks.spawn(self._fail(peer, PeerRefusal.PROTOCOL_VIOLATION, why))
 
     def _deadline_passed(self, peer: Peer) -> None:
         if self._peers.get(peer.client_id) is not peer or peer.connected:
@@ -318,12 +338,12 @@ class PeerManager:
         self._tasks.spawn(
             self._fail(
                 peer,
-                "timeout",
+                PeerRefusal.TIMEOUT,
                 f"it did not connect within {timeout:g} s (peer_connect_timeout)",
             )
         )
 
-    async def _fail(self, peer: Peer, code: str, message: str) -> None:
+    async def _fail(self, peer: Peer, code: PeerRefusal, message: str) -> None:
         if self._peers.get(peer.client_id) is peer:
             del self._peers[peer.client_id]
             await self._close(peer, message, code=code)
@@ -383,7 +403,7 @@ class PeerManager:
             )
         refuse(
             channel,
-            "too_many_channels",
+            ChannelRefusal.TOO_MANY_CHANNELS,
             f"this connection has {limit} data channels open already (max_channels_per_peer)",
         )
 
@@ -415,7 +435,7 @@ class PeerManager:
         if peer is not None:
             await self._close(peer, why)
 
-    async def _close(self, peer: Peer, why: str, code: str | None = None) -> None:
+    async def _close(self, peer: Peer, why: str, code: PeerRefusal | None = None) -> None:
         """Close a peer that is no longer in ``_peers``; ``code`` tells its client why."""
         refused = f"; refused {peer.channels_refused} channels" if peer.channels_refused else ""
         log.log(

@@ -16,6 +16,7 @@ import yarl
 from aiortc import RTCDataChannel
 
 from homelab_server.config import Service
+from p2p_protocol.errors import ChannelRefusal
 from p2p_protocol.httpframing import (
     END,
     FramingError,
@@ -75,7 +76,7 @@ class ServiceRouter:
             )
             refuse(
                 channel,
-                "unknown_service",
+                ChannelRefusal.UNKNOWN_SERVICE,
                 f"this homelab offers no service {shown!r} (offered: {self.offered()})",
             )
             return None
@@ -99,7 +100,11 @@ class ServiceRouter:
                 peer,
                 reason,
             )
-            refuse(channel, "service_unavailable", f"cannot connect to {service.url}: {reason}")
+            refuse(
+                channel,
+                ChannelRefusal.SERVICE_UNAVAILABLE,
+                f"cannot connect to {service.url}: {reason}",
+            )
             bridge.discard()
             return
         try:
@@ -200,7 +205,9 @@ class HttpExchange:
                 "Service %r (%s) failed a request: %s", self._service.label, self._service.url, exc
             )
             refuse(
-                channel, "service_unavailable", f"{self._service.url}: {exc or type(exc).__name__}"
+                channel,
+                ChannelRefusal.SERVICE_UNAVAILABLE,
+                f"{self._service.url}: {exc or type(exc).__name__}",
             )
         except ConnectionError:
             pass  # the client went away
@@ -209,7 +216,7 @@ class HttpExchange:
 
     def _refuse_bad_request(self, exc: FramingError) -> None:
         log.warning("Refused an HTTP request of %s on %r: %s", self._peer, self._service.label, exc)
-        refuse(self._channel.channel, "bad_request", str(exc))
+        refuse(self._channel.channel, ChannelRefusal.BAD_REQUEST, str(exc))
 
     async def _forward(self, head: RequestHead) -> None:
         service = self._service

@@ -3,22 +3,36 @@
 It connects with its token, registers, sends a data-frame ping (API Gateway closes
 connections idle for 10 minutes), reconnects with capped exponential backoff and jitter, and
 replaces its connection before the maximum age by registering a new one before closing the
-old one, so that no offer is lost.
+old one, so that no offer is lost. ``p2p_protocol.session.HomelabSession`` makes those
+decisions without I/O; this is its asyncio adapter: it opens, watches and closes the links,
+sends the pings, waits until the session's next deadline and writes the log lines.
 """
 
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from homelab_server.config import DaemonConfig
+from p2p_protocol.session import (
+    Backoff,
+    CloseReplaced,
+    Connect,
+    Disconnected,
+    HomelabSession,
+    Ping,
+    Registered,
+    Replaced,
+    ReplacementFailed,
+    SessionAction,
+    backoff_delay,
+)
 from p2p_runtime.configfile import ConfigError
 from p2p_runtime.sdnotify import notify
+from p2p_runtime.tasks import OwnedTasks
 from signaling_client.link import (
-    ROTATION_GRACE,
     ErrorHandler,
     Link,
     SignalHandler,
@@ -26,12 +40,9 @@ from signaling_client.link import (
     SignalingRefused,
 )
 
+__all__ = ["HomelabSignaling", "backoff_delay"]
+
 log = logging.getLogger("homelab_server.signaling")
-
-
-def backoff_delay(attempt: int, cap: float, base: float = 0.5) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - jitter, not crypto
 
 
 class HomelabSignaling:
@@ -48,8 +59,14 @@ class HomelabSignaling:
         self._on_signal = on_signal
         self._on_error = on_error
         self._clock = clock
+        self._session = HomelabSession(
+            config.ping_interval, config.max_connection_age, config.reconnect_max_delay
+        )
+        self._links: dict[int, Link] = {}  # the session's connection numbers
         self._active: Link | None = None
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._opening: tuple[int, asyncio.Task[Link]] | None = None
+        self._watching: tuple[int, asyncio.Task[Any]] | None = None  # the active link's close
+        self._retiring = OwnedTasks(log, "Closing a replaced signaling connection")
         self.registered = asyncio.Event()
         self.disconnected = asyncio.Event()
         """Set while there is no registered connection (cleared again on registration)."""
@@ -96,104 +113,119 @@ class HomelabSignaling:
 
     async def run(self) -> None:
         """Connect, register, serve; reconnect and rotate forever (until cancelled)."""
-        attempt = 0
         try:
+            actions = self._session.start()
             while True:
-                try:
-                    link = await self._register()
-                except SignalingError as exc:
-                    delay = backoff_delay(attempt, self._config.reconnect_max_delay)
-                    attempt += 1
-                    log.warning("Signaling: %s; retrying in %.1f s", exc, delay)
-                    notify(STATUS=f"Not registered: {exc}"[:400])
-                    await asyncio.sleep(delay)
-                    continue
-                attempt = 0
-                await self._serve(link)
+                await self._perform(actions)
+                actions = await self._next_event()
         finally:
             await self._shutdown()
 
-    async def _serve(self, link: Link) -> None:
-        """Use ``link`` until it closes; replace it before it gets too old."""
-        self._active = link
-        self.registered.set()
-        self.disconnected.clear()
-        rotate_at = self._clock() + self._config.max_connection_age
-        failed_replacements = 0
-        while True:
-            if await self._keep_alive(link, rotate_at) == "closed":
-                log.warning(
-                    "Signaling: connection %s closed (code %s); reconnecting",
-                    link.connection_id,
-                    link.ws.close_code,
-                )
-                self._active = None
-                self.registered.clear()
-                self.disconnected.set()
-                await link.close()
-                return
-            log.info(
-                "Signaling: connection %s is due for replacement; opening the next",
-                link.connection_id,
-            )
+    async def _next_event(self) -> list[SessionAction]:
+        """Wait for what comes first (a registration's outcome, the active link closing, the
+        session's next deadline) and tell the session; it answers with what to do."""
+        tasks = [task for _, task in filter(None, (self._opening, self._watching))]
+        deadline = self._session.next_deadline()
+        timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(timeout or 0.0)
+        now = self._clock()
+        if self._opening is not None and self._opening[1].done():
+            conn, opening = self._opening
+            self._opening = None
             try:
-                replacement = await self._register()
+                self._links[conn] = opening.result()
             except SignalingError as exc:
-                # Keep the old connection and try again soon: it still has until the 2 h cap.
-                retry = max(
-                    1.0, backoff_delay(failed_replacements, self._config.reconnect_max_delay)
-                )
-                failed_replacements += 1
-                log.warning(
-                    "Signaling: the replacement failed (%s); keeping %s, trying again in %.1f s",
-                    exc,
-                    link.connection_id,
-                    retry,
-                )
-                rotate_at = self._clock() + retry
-                continue
-            failed_replacements = 0
-            self._active = replacement
-            log.info(
-                "Signaling: now on connection %s; closing %s in %g s",
-                replacement.connection_id,
-                link.connection_id,
-                ROTATION_GRACE,
-            )
-            self._retire(link)
-            link = replacement
-            rotate_at = self._clock() + self._config.max_connection_age
+                return self._session.register_failed(conn, now, str(exc))
+            return self._session.registered(conn, now)
+        if self._watching is not None and self._watching[1].done():
+            conn, _ = self._watching
+            self._watching = None
+            return self._session.connection_closed(conn, now)
+        return self._session.timer(now)
 
-    async def _keep_alive(self, link: Link, rotate_at: float) -> str:
-        """Ping every ``ping_interval`` until the link closes ("closed") or is due ("rotate")."""
-        while True:
-            now = self._clock()
-            if now >= rotate_at:
-                return "rotate"
-            wait = min(self._config.ping_interval, rotate_at - now)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await link.closed.wait()
-            if link.closed.is_set():
-                return "closed"
-            if self._clock() < rotate_at:
-                with contextlib.suppress(SignalingError):
-                    await link.send({"action": "ping"})
+    async def _perform(self, actions: list[SessionAction]) -> None:
+        for action in actions:
+            match action:
+                case Connect(_, rotation=True):
+                    log.info(
+                        "Signaling: connection %s is due for replacement; opening the next",
+                        self.connection_id,
+                    )
+                    self._open(action.conn)
+                case Connect(conn):
+                    self._open(conn)
+                case Registered(conn):
+                    self._use(conn)
+                    self.registered.set()
+                    self.disconnected.clear()
+                case Replaced(new, old, grace):
+                    self._use(new)
+                    log.info(
+                        "Signaling: now on connection %s; closing %s in %g s",
+                        self._links[new].connection_id,
+                        self._links[old].connection_id,
+                        grace,
+                    )
+                case Ping(conn):
+                    # A failed ping shows as the link's close, and the session reconnects then.
+                    with contextlib.suppress(SignalingError):
+                        await self._links[conn].send({"action": "ping"})
+                case CloseReplaced(conn):
+                    self._close_replaced(self._links.pop(conn))
+                case Disconnected(conn):
+                    await self._disconnected(self._links.pop(conn))
+                case Backoff(delay, reason):
+                    log.warning("Signaling: %s; retrying in %.1f s", reason, delay)
+                    notify(STATUS=f"Not registered: {reason}"[:400])
+                case ReplacementFailed(conn, retry, reason):
+                    log.warning(
+                        "Signaling: the replacement failed (%s); keeping %s, "
+                        "trying again in %.1f s",
+                        reason,
+                        self._links[conn].connection_id,
+                        retry,
+                    )
 
-    def _retire(self, link: Link) -> None:
-        async def retire() -> None:
-            await asyncio.sleep(ROTATION_GRACE)
+    def _open(self, conn: int) -> None:
+        self._opening = (conn, asyncio.create_task(self._register(), name="signaling-register"))
+
+    def _use(self, conn: int) -> None:
+        """Send through ``conn`` from now on, and watch it (only the active link's close
+        matters: a replaced one is closed at the end of its grace anyway)."""
+        self._active = link = self._links[conn]
+        if self._watching is not None:
+            self._watching[1].cancel()
+        self._watching = (conn, asyncio.create_task(link.closed.wait()))
+
+    async def _disconnected(self, link: Link) -> None:
+        log.warning(
+            "Signaling: connection %s closed (code %s); reconnecting",
+            link.connection_id,
+            link.ws.close_code,
+        )
+        self._active = None
+        self.registered.clear()
+        self.disconnected.set()
+        await link.close()
+
+    def _close_replaced(self, link: Link) -> None:
+        # A task: a closing handshake may take seconds, and the active link must not wait.
+        async def close() -> None:
             await link.close()
             log.info("Signaling: closed the replaced connection %s", link.connection_id)
 
-        task = asyncio.create_task(retire())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._retiring.spawn(close())
 
     async def _shutdown(self) -> None:
-        for task in list(self._retiring):
+        await self._retiring.cancel()
+        tasks = [task for _, task in filter(None, (self._opening, self._watching))]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._opening = self._watching = None
         if self._active is not None:
             await self._active.close()
             self._active = None

@@ -1,6 +1,7 @@
 """The bridge's processes in the lab, started the way users start them."""
 
 import asyncio
+import logging
 import os
 import queue
 import re
@@ -14,6 +15,9 @@ import yaml
 
 from lab import token
 from lab.netns import Namespace, venv_bin
+from p2p_runtime.tasks import OwnedTasks
+
+log = logging.getLogger("lab.bridge")
 
 
 class LoggedProcess:
@@ -157,13 +161,11 @@ class NamespaceTcpService:
         self.port = port
         self.host = host
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers = OwnedTasks(log, f"Serving a connection on port {port}")
 
     async def start(self) -> None:
         def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.create_task(self._serve(reader, writer))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
+            self._handlers.spawn(self._serve(reader, writer))
 
         self._server = await asyncio.start_server(
             accept, sock=self.namespace.socket_listening(self.host, self.port)
@@ -175,9 +177,7 @@ class NamespaceTcpService:
     async def stop(self) -> None:
         assert self._server is not None
         self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._handlers.cancel()
 
     async def __aenter__(self) -> Self:
         await self.start()

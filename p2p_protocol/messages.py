@@ -30,6 +30,8 @@ INTERNAL_ERROR_MESSAGE = "Internal server error"
 
 
 class ErrorCode(StrEnum):
+    """``{"error": CODE, "message": TEXT}``: why the signaling service refused a message."""
+
     BACKEND_UNREACHABLE = "backend_unreachable"
     INVALID_JSON = "invalid_json"
     UNKNOWN_ACTION = "unknown_action"
@@ -37,6 +39,18 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     RATE_LIMITED = "rate_limited"
+
+
+_ERROR_CODES = {code.value: code for code in ErrorCode}
+
+
+def error_code(reply: dict[str, Any]) -> ErrorCode | None:
+    """The code of an error reply; None when it has none this protocol knows.
+
+    API Gateway's reply for a failed function has no code at all (see ``is_internal_error``).
+    """
+    code = reply.get("error")
+    return _ERROR_CODES.get(code) if isinstance(code, str) else None
 
 
 class BadMessage(Exception):
@@ -78,6 +92,19 @@ def error_reply(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
 
 def backend_unreachable(target: str) -> dict[str, Any]:
     return error_reply(ErrorCode.BACKEND_UNREACHABLE, BACKEND_UNREACHABLE_MESSAGE, target=target)
+
+
+def internal_error_reply(connection_id: str, request_id: str) -> dict[str, Any]:
+    """What API Gateway sends a client whose message made the function fail: no code."""
+    return {
+        "message": INTERNAL_ERROR_MESSAGE,
+        "connectionId": connection_id,
+        "requestId": request_id,
+    }
+
+
+def is_internal_error(message: dict[str, Any]) -> bool:
+    return message.get("message") == INTERNAL_ERROR_MESSAGE
 
 
 def relay_envelope(sender: str, to: str, data: Any) -> dict[str, Any]:

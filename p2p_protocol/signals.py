@@ -9,6 +9,7 @@ that).
 """
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,15 @@ class Signal:
     candidate: dict[str, Any] | None = None
     code: str = ""
     message: str = ""
+
+
+def parse_or_ignore(sender: str, data: Any, log: logging.Logger) -> Signal | None:
+    """The signal ``sender`` relayed, or None after one warning: a bad signal ends nothing."""
+    try:
+        return parse_signal(data)
+    except BadSignal as exc:
+        log.warning("Ignored a signal from %s: %s", sender, exc)
+        return None
 
 
 def parse_signal(data: Any) -> Signal:

@@ -13,8 +13,8 @@ class OwnedTasks:
         self._what = what
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.create_task(self._guarded(work))
+    def spawn(self, work: Awaitable[None], name: str | None = None) -> None:
+        task = asyncio.create_task(self._guarded(work), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -26,6 +26,10 @@ class OwnedTasks:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    async def wait(self) -> None:
+        """Wait until every task started so far has ended."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def cancel(self) -> None:
         """Cancel every task but the one calling, and wait until they have ended."""

@@ -1,40 +1,31 @@
 """The project's seam to aiortc: everything that reaches into aiortc's or aioice's internals.
 
-``install(policy, data_path)`` puts subclasses in place, once per process, before any peer
-connection exists: ``ice.BridgeIceConnection`` (port range, every STUN/TURN server) and
-``sctp.FlowControlledSctpTransport`` (flow control both ways) always, and with the fast data
-path the classes of ``fastpath`` (see its docstring). All of them extend aiortc 1.16.0 /
-aioice 0.13.0, the exact versions pyproject.toml pins. The first two override a few methods
-and go in on any version; the fast path replaces much more, so on any other version
-it stays off with one warning line and aiortc's standard path runs. Everything outside
-this package uses aiortc's public API only.
+``install(policy, data_path)`` (installation.py) puts subclasses in place before any peer
+connection exists, and returns them as an ``Installation``: ``ice.BridgeIceConnection``
+(port range, every STUN/TURN server) and ``sctp.FlowControlledSctpTransport`` (flow
+control both ways) always, and with the fast data path the classes of ``fastpath`` (see
+its docstring). All of them extend aiortc 1.16.0 / aioice 0.13.0, the exact versions
+pyproject.toml pins. The first two override a few methods and go in on any version; the
+fast path replaces much more (and uses pyOpenSSL 26.4.0's internals), so on any other
+version it is not even imported: it stays off with one warning line and aiortc's standard
+path runs. Everything outside this package uses aiortc's public API only.
 """
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
-import aiortc.rtcdtlstransport
-import aiortc.rtcicetransport
-import aiortc.rtcpeerconnection
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-from p2p_webrtc import fastpath
-from p2p_webrtc.datapath import DataPath, DataPathOptions
-from p2p_webrtc.ice import (
-    BridgeIceConnection,
-    HostProtocol,
-    IcePolicy,
-    PortRangeExhausted,
-    set_host_protocol,
-    set_policy,
-)
+from p2p_webrtc.datapath import DataPathOptions
+from p2p_webrtc.ice import IcePolicy, PortRangeExhausted
+from p2p_webrtc.installation import Installation, install
 from p2p_webrtc.sctp import FlowControlledSctpTransport
 
 __all__ = [
     "DataPathOptions",
     "IcePolicy",
+    "Installation",
     "PortRangeExhausted",
     "install",
     "new_peer_connection",
@@ -43,40 +34,6 @@ __all__ = [
     "selected_pair",
     "watch_peer",
 ]
-
-log = logging.getLogger("p2p_webrtc")
-STANDARD_DTLS = aiortc.rtcdtlstransport.RTCDtlsTransport
-
-
-def install(policy: IcePolicy, data_path: DataPathOptions | None = None) -> DataPathOptions:
-    """Puts the seams in place; returns the data path in use, for the caller to log."""
-    data_path = data_path or DataPathOptions()
-    set_policy(policy)
-    # aiortc refers to these classes through module globals; these are the seams.
-    aiortc.rtcicetransport.Connection = BridgeIceConnection  # type: ignore[attr-defined]
-    # Never aiortc's implicit public STUN server: only what the policy names is used.
-    gatherer = aiortc.rtcicetransport.RTCIceGatherer
-    gatherer.getDefaultIceServers = staticmethod(_no_default_servers)  # type: ignore[method-assign]
-
-    if data_path.path is DataPath.FAST and (reason := fastpath.incompatibility()):
-        log.warning(
-            "%s: the fast data path is off and aiortc's standard path runs "
-            "(reinstall the project to get the versions it pins)",
-            reason,
-        )
-        data_path = DataPathOptions(DataPath.STANDARD)
-    fast = data_path.path is DataPath.FAST
-    if fast:
-        fastpath.configure(data_path.ack_policy)
-    set_host_protocol(fastpath.FastHostProtocol if fast else HostProtocol)
-    pc_module: Any = aiortc.rtcpeerconnection
-    pc_module.RTCDtlsTransport = fastpath.FastDtlsTransport if fast else STANDARD_DTLS
-    pc_module.RTCSctpTransport = fastpath.FastSctpTransport if fast else FlowControlledSctpTransport
-    return data_path
-
-
-def _no_default_servers() -> list[RTCIceServer]:
-    return []
 
 
 def new_peer_connection(policy: IcePolicy, relay_only: bool = False) -> RTCPeerConnection:

@@ -11,8 +11,9 @@ and the first TURN server it is given. ``BridgeIceConnection`` gathers instead:
 
 It also drops empty datagrams, which would end aiortc's DTLS reader. Host sockets are
 served by ``HostProtocol`` (the fast data path puts its own subclass in its place).
-Everything else (pairing, checks, consent) is aioice's. The policy is per process: the
-daemon and the client each install theirs once (see ``webrtc.install``).
+Everything else (pairing, checks, consent) is aioice's. The policy and the host protocol
+are class attributes of a subclass made per install (``BridgeIceConnection.configured``,
+called by ``webrtc.install``): aioice creates connections itself, with no way to pass them.
 """
 
 import asyncio
@@ -23,6 +24,7 @@ import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
@@ -37,7 +39,7 @@ from aioice.turn import UDP_SOCKET_BUFFER_SIZE
 
 from p2p_protocol.iceservers import IceServer
 
-log = logging.getLogger("homelab_server.ice")
+log = logging.getLogger("p2p_webrtc.ice")
 
 
 class PortRangeExhausted(OSError):
@@ -63,32 +65,12 @@ class IcePolicy:
         return f"ICE servers: {servers}; host candidate UDP ports: {ports}"
 
 
-_policy = IcePolicy()
-
-
-def set_policy(policy: IcePolicy) -> None:
-    global _policy  # noqa: PLW0603 - one ICE policy per process, set at start-up
-    _policy = policy
-
-
-def current_policy() -> IcePolicy:
-    return _policy
-
-
 class HostProtocol(StunProtocol):
     """aioice's protocol on a host candidate's socket; the fast data path extends it."""
 
     def bound(self, sock: socket.socket) -> None:
         """Called once the endpoint exists, with its socket."""
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
-
-
-_host_protocol: type[HostProtocol] = HostProtocol
-
-
-def set_host_protocol(protocol: type[HostProtocol]) -> None:
-    global _host_protocol  # noqa: PLW0603 - one data path per process, set at start-up
-    _host_protocol = protocol
 
 
 def _bind_socket(address: str, port_range: tuple[int, int] | None) -> socket.socket:
@@ -135,8 +117,31 @@ async def bind_udp(
     return transport, protocol
 
 
+CandidateQuery = asyncio.Task[tuple[Candidate, StunProtocol | None]]
+"""A STUN or TURN server's answer to come: the candidate, and a TURN allocation's protocol."""
+
+
 class BridgeIceConnection(Connection):
-    """aioice's Connection, gathering with the process's IcePolicy (see the module doc)."""
+    """aioice's Connection, gathering with ``policy`` (see the module doc).
+
+    aioice creates connections itself, with no way to pass them a policy, so ``configured``
+    makes a subclass per install that carries it (and the host sockets' protocol).
+    """
+
+    policy: ClassVar[IcePolicy] = IcePolicy()
+    host_protocol: ClassVar[type[HostProtocol]] = HostProtocol
+
+    @staticmethod
+    def configured(
+        policy: IcePolicy, host_protocol: type[HostProtocol]
+    ) -> type["BridgeIceConnection"]:
+        chosen_policy, chosen_protocol = policy, host_protocol
+
+        class ConfiguredIceConnection(BridgeIceConnection):
+            policy = chosen_policy
+            host_protocol = chosen_protocol
+
+        return ConfiguredIceConnection
 
     def data_received(self, data: bytes, component: int) -> None:
         if data:  # an empty datagram (or TURN payload) would end aiortc's DTLS reader
@@ -148,42 +153,60 @@ class BridgeIceConnection(Connection):
         addresses: list[str],
         timeout: int = 5,  # noqa: ASYNC109
     ) -> list[Candidate]:
-        policy = _policy
-        candidates: list[Candidate] = []
-        host_protocols: list[StunProtocol] = []
+        host_protocols = await self._bind_hosts(component, addresses)
+        self._protocols += host_protocols
+        candidates = [protocol.local_candidate for protocol in host_protocols]
+        queries = self._stun_queries(host_protocols) + self._turn_allocations(component)
+        if queries:
+            candidates += await self._server_candidates(queries, timeout)
+        return without_duplicates(candidates)
+
+    # --- host candidates ---------------------------------------------------------------
+
+    async def _bind_hosts(self, component: int, addresses: list[str]) -> list[HostProtocol]:
+        """A host candidate's socket on each address that can be bound (all or none when
+        the port range is exhausted)."""
+        protocols: list[HostProtocol] = []
         for address in addresses:
             try:
-                transport, protocol = await bind_udp(
-                    lambda: _host_protocol(self), address, policy.port_range
-                )
+                protocol = await self._bind_host(component, address)
             except PortRangeExhausted:
-                for opened in host_protocols:
+                for opened in protocols:
                     opened.transport.close()
                 raise
-            except OSError as exc:
-                log.debug("Could not bind to %s: %s", address, exc)
-                continue
-            host, port = transport.get_extra_info("sockname")[:2]
-            protocol.local_candidate = Candidate(
-                foundation=candidate_foundation("host", "udp", host),
-                component=component,
-                transport="udp",
-                priority=candidate_priority(component, "host"),
-                host=host,
-                port=port,
-                type="host",
-            )
-            candidates.append(protocol.local_candidate)
-            host_protocols.append(protocol)
-        self._protocols += host_protocols
+            if protocol is not None:
+                protocols.append(protocol)
+        return protocols
 
-        tasks: list[asyncio.Task[tuple[Candidate, StunProtocol | None]]] = [
+    async def _bind_host(self, component: int, address: str) -> HostProtocol | None:
+        """The host candidate's socket on ``address``; None if it cannot be bound there."""
+        try:
+            transport, protocol = await bind_udp(
+                lambda: self.host_protocol(self), address, self.policy.port_range
+            )
+        except PortRangeExhausted:
+            raise
+        except OSError as exc:
+            log.debug("Could not bind to %s: %s", address, exc)
+            return None
+        host, port = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = host_candidate(component, host, port)
+        return protocol
+
+    # --- server-reflexive and relayed candidates ---------------------------------------
+
+    def _stun_queries(self, host_protocols: list[HostProtocol]) -> list[CandidateQuery]:
+        """One query per STUN server and IPv4 host socket."""
+        return [
             asyncio.create_task(server_reflexive_candidate(protocol, (stun.host, stun.port)))
-            for stun in policy.stun_servers
+            for stun in self.policy.stun_servers
             for protocol in host_protocols
             if ipaddress.ip_address(protocol.local_candidate.host).version == 4
         ]
-        tasks += [
+
+    def _turn_allocations(self, component: int) -> list[CandidateQuery]:
+        """One allocation per TURN server, each on a socket of its own."""
+        return [
             asyncio.create_task(
                 relayed_candidate(
                     component=component,
@@ -196,24 +219,50 @@ class BridgeIceConnection(Connection):
                     turn_transport=turn.transport,
                 )
             )
-            for turn in policy.turn_servers
+            for turn in self.policy.turn_servers
         ]
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
-            seen = {(c.type, c.host, c.port) for c in candidates}
-            for task in done:
-                if task.exception() is not None:
-                    log.info("A STUN/TURN server gave no candidate: %s", task.exception())
-                    continue
-                candidate, relay_protocol = task.result()
-                if relay_protocol is not None:
-                    self._protocols.append(relay_protocol)
-                key = (candidate.type, candidate.host, candidate.port)
-                if key not in seen:  # two STUN servers often see the same mapping
-                    seen.add(key)
-                    candidates.append(candidate)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.info("%d STUN/TURN queries did not answer within %d s", len(pending), timeout)
+
+    async def _server_candidates(
+        self, queries: list[CandidateQuery], seconds: int
+    ) -> list[Candidate]:
+        """The candidates of the queries that answer within ``seconds``; the rest are cancelled."""
+        done, pending = await asyncio.wait(queries, timeout=seconds)
+        candidates: list[Candidate] = []
+        for query in done:
+            if query.exception() is not None:
+                log.info("A STUN/TURN server gave no candidate: %s", query.exception())
+                continue
+            candidate, relay_protocol = query.result()
+            if relay_protocol is not None:
+                self._protocols.append(relay_protocol)
+            candidates.append(candidate)
+        for query in pending:
+            query.cancel()
+        if pending:
+            log.info("%d STUN/TURN queries did not answer within %d s", len(pending), seconds)
         return candidates
+
+
+def host_candidate(component: int, host: str, port: int) -> Candidate:
+    return Candidate(
+        foundation=candidate_foundation("host", "udp", host),
+        component=component,
+        transport="udp",
+        priority=candidate_priority(component, "host"),
+        host=host,
+        port=port,
+        type="host",
+    )
+
+
+def without_duplicates(candidates: list[Candidate]) -> list[Candidate]:
+    """The first candidate of each (type, address): two STUN servers often see the same
+    mapping."""
+    seen: set[tuple[str, str, int]] = set()
+    unique: list[Candidate] = []
+    for candidate in candidates:
+        key = (candidate.type, candidate.host, candidate.port)
+        if key not in seen:
+            seen.add(key)
+            unique.append(candidate)
+    return unique

@@ -42,7 +42,7 @@ from aiortc.rtcsctptransport import (
 )
 from aiortc.utils import uint32_gte
 
-log = logging.getLogger("homelab_server.sctp")
+log = logging.getLogger("p2p_webrtc.sctp")
 
 RECEIVE_WINDOW = 1024 * 1024
 """aiortc's advertised receive window when nothing is held."""

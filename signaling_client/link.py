@@ -1,12 +1,12 @@
 """One WebSocket connection to the signaling service, as the daemon and the client both use it.
 
-``Link`` reads in a task of its own, hands relayed signals to a callback, and matches
-replies (``registered``, ``connected``, errors) to requests.
+``Link`` is the asyncio adapter of ``p2p_protocol.session.LinkProtocol``: it reads in a task
+of its own and writes what the protocol gives it; the protocol decides which reply
+(``registered``, ``connected``, errors) answers which request, and what is a relayed signal.
 """
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,14 +14,26 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from p2p_protocol.messages import ErrorCode, error_code
+from p2p_protocol.session import (
+    REPLY_TIMEOUT,
+    ErrorReceived,
+    LinkProtocol,
+    Lost,
+    Match,
+    NotJson,
+    Outcome,
+    PongReceived,
+    Refused,
+    Replied,
+    SignalReceived,
+    TimedOut,
+)
 from p2p_runtime.tasks import OwnedTasks
 
 log = logging.getLogger("signaling_client")
 
 OPEN_TIMEOUT = 10.0
-REPLY_TIMEOUT = 10.0
-ROTATION_GRACE = 10.0
-"""How long a replaced connection keeps delivering what was already sent to it."""
 GUIDE_URL_HINT = (
     "verify the WebSocket URL (wss://<api-id>.execute-api.<region>.amazonaws.com/prod, or "
     "ws://HOST:8765/prod for a local gateway) and the network connectivity"
@@ -32,7 +44,18 @@ ErrorHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class SignalingError(Exception):
-    """The signaling service could not be used; str() says why and what to do."""
+    """The signaling service could not be used; str() says why and what to do.
+
+    Callers tell failures apart by the attributes, never by the text: ``http_status`` is
+    the status of a refused handshake, ``code`` the code of an error reply to a request.
+    """
+
+    def __init__(
+        self, message: str, *, http_status: int | None = None, code: ErrorCode | None = None
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
 
 
 class SignalingRefused(SignalingError):
@@ -47,13 +70,22 @@ def _refusal(url: str, status: int) -> SignalingRefused:
     if status == 401:
         return SignalingRefused(
             "the signaling service refused the token (HTTP 401); issue a new one with "
-            "`homelab-p2p token issue` and check that it is signed with the service's secret"
+            "`homelab-p2p token issue` and check that it is signed with the service's secret",
+            http_status=status,
         )
     if status == 403:
-        return SignalingRefused(f"the signaling service refused {url} (HTTP 403); {GUIDE_URL_HINT}")
+        return SignalingRefused(
+            f"the signaling service refused {url} (HTTP 403); {GUIDE_URL_HINT}", http_status=status
+        )
     return SignalingRefused(
-        f"the signaling service answered HTTP {status} at {url}; {GUIDE_URL_HINT}"
+        f"the signaling service answered HTTP {status} at {url}; {GUIDE_URL_HINT}",
+        http_status=status,
     )
+
+
+def refused_by_reply(reply: dict[str, Any]) -> SignalingRefused:
+    """The error for an error reply to a request: its code, and its text for people."""
+    return SignalingRefused(f"{reply.get('error')}: {reply.get('message')}", code=error_code(reply))
 
 
 class Link:
@@ -66,9 +98,8 @@ class Link:
         self.connection_id: str | None = None
         self._on_signal = on_signal
         self._on_error = on_error
-        self._waiters: list[
-            tuple[Callable[[dict[str, Any]], bool], asyncio.Future[dict[str, Any]]]
-        ] = []
+        self._protocol = LinkProtocol()
+        self._waiters: dict[int, asyncio.Future[Outcome]] = {}
         self._tasks = OwnedTasks(log, "Handling a signaling message")
         self.closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read(), name="signaling-reader")
@@ -104,62 +135,65 @@ class Link:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                try:
-                    message = json.loads(raw)
-                except (ValueError, RecursionError):
-                    log.warning("Signaling sent something that is not JSON; ignored")
-                    continue
-                if isinstance(message, dict):
-                    self._dispatch(message)
+                self._protocol.receive_text(raw)
+                self._deliver()
         except ConnectionClosed:
             pass
         finally:
             self.closed.set()
-            for _, waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_exception(SignalingUnreachable("the signaling connection closed"))
+            self._protocol.connection_lost()
+            self._deliver()
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        for match, waiter in list(self._waiters):
-            if not waiter.done() and match(message):
-                waiter.set_result(message)
-                return
-        if message.get("action") == "sendSignal" and isinstance(message.get("from"), str):
-            self._tasks.spawn(self._on_signal(message["from"], message.get("data")))
-        elif "error" in message or message.get("message") == "Internal server error":
-            self._tasks.spawn(self._on_error(message))
-        elif message.get("action") == "pong":
-            log.debug("Signaling: pong on %s", self.connection_id)
+    def _deliver(self) -> None:
+        """Act on what the protocol made of the frames: callbacks, log lines, replies."""
+        for event in self._protocol.events_received():
+            match event:
+                case SignalReceived(sender, data):
+                    self._tasks.spawn(self._on_signal(sender, data))
+                case ErrorReceived(message):
+                    self._tasks.spawn(self._on_error(message))
+                case PongReceived():
+                    log.debug("Signaling: pong on %s", self.connection_id)
+                case NotJson():
+                    log.warning("Signaling sent something that is not JSON; ignored")
+                case _:
+                    waiter = self._waiters.get(event.request)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(event)
 
     async def send(self, message: dict[str, Any]) -> None:
-        try:
-            await self.ws.send(json.dumps(message, separators=(",", ":")))
-        except ConnectionClosed:
-            raise SignalingUnreachable("the signaling connection closed") from None
+        self._protocol.send(message)
+        await self._transmit()
+
+    async def _transmit(self) -> None:
+        for frame in self._protocol.data_to_send():
+            try:
+                await self.ws.send(frame)
+            except ConnectionClosed:
+                raise SignalingUnreachable("the signaling connection closed") from None
 
     async def request(
-        self,
-        message: dict[str, Any],
-        match: Callable[[dict[str, Any]], bool],
-        within: float = REPLY_TIMEOUT,
+        self, message: dict[str, Any], match: Match, within: float = REPLY_TIMEOUT
     ) -> dict[str, Any]:
         """Send ``message`` and wait for the reply ``match`` accepts (or an error reply)."""
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        entry = (lambda m: match(m) or "error" in m, waiter)
-        self._waiters.append(entry)
+        loop = asyncio.get_running_loop()
+        request = self._protocol.request(message, match, loop.time(), within)
+        deadline = self._protocol.deadline(request)
+        waiter: asyncio.Future[Outcome] = loop.create_future()
+        self._waiters[request] = waiter
         try:
-            await self.send(message)
-            async with asyncio.timeout(within):
-                reply = await waiter
-        except TimeoutError:
-            raise SignalingUnreachable(
-                f"no answer from the signaling service within {within:g} s"
-            ) from None
+            await self._transmit()
+            # asyncio.wait, not a timeout around the future: the protocol says whether a
+            # reply or the deadline came first.
+            await asyncio.wait([waiter], timeout=max(0.0, deadline - loop.time()))
+            if not waiter.done():
+                self._protocol.time_out(request)
+                self._deliver()
+            outcome = waiter.result()
         finally:
-            self._waiters.remove(entry)
-        if "error" in reply:
-            raise SignalingRefused(f"{reply.get('error')}: {reply.get('message')}")
-        return reply
+            del self._waiters[request]
+            self._protocol.abandon(request)
+        return _reply(outcome)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -168,3 +202,16 @@ class Link:
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
         await self._tasks.cancel()
+
+
+def _reply(outcome: Outcome) -> dict[str, Any]:
+    """A request's reply, or the error that says why there is none."""
+    match outcome:
+        case Replied(_, message):
+            return message
+        case Refused(_, reply):
+            raise refused_by_reply(reply)
+        case TimedOut(_, within):
+            raise SignalingUnreachable(f"no answer from the signaling service within {within:g} s")
+        case Lost():
+            raise SignalingUnreachable("the signaling connection closed")

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import re
 import resource
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from p2p_protocol.tokens import SecretError
 from p2p_runtime.credentials import load_secret_file
 from p2p_runtime.logs import configure_logging
 from p2p_runtime.sdnotify import notify
+from p2p_runtime.stop import stop_on_signal
 from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.settings import Settings
@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the signaling Lambda handler behind a local WebSocket server that "
         "behaves as API Gateway does.",
     )
+    _add_listen_options(parser)
+    _add_auth_options(parser)
+    _add_connection_lifetime_options(parser)
+    _add_cap_options(parser)
+    _add_output_options(parser)
+    return parser
+
+
+def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
@@ -64,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="port of the management API, always on 127.0.0.1 (default: --port + 1)",
     )
+
+
+def _add_auth_options(parser: argparse.ArgumentParser) -> None:
     auth = parser.add_mutually_exclusive_group(required=True)
     auth.add_argument(
         "--secret-file", type=Path, help="file holding the token signing secret (32+ bytes)"
@@ -73,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept connections without a token (local tests only)",
     )
+
+
+def _add_connection_lifetime_options(parser: argparse.ArgumentParser) -> None:
+    """How long a connection lives and how fast it may send, as on API Gateway."""
     parser.add_argument(
         "--idle-timeout",
         type=float,
@@ -92,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages per second per connection, bursts of twice that; 0 is no limit "
         "(default: %(default)g)",
     )
+
+
+def _add_cap_options(parser: argparse.ArgumentParser) -> None:
+    """The gateway's own limits on connections, unread bytes and handler time."""
     parser.add_argument(
         "--max-connections",
         type=int,
@@ -131,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         "once; the rest wait their turn, so one token cannot take the whole handler pool "
         "(default: %(default)s)",
     )
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--static-dir",
         type=Path,
@@ -143,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="DEBUG shows every line of the troubleshooting guide (default: %(default)s)",
     )
-    return parser
 
 
 def raise_open_file_limit() -> None:
@@ -212,10 +234,7 @@ async def serve(config: GatewayConfig, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signal()
     print(f"Serving {gateway.url}", flush=True)
     notify(STATUS=f"Serving {gateway.url}")
     log.info(
@@ -228,6 +247,27 @@ async def serve(config: GatewayConfig, settings: Settings) -> int:
     await gateway.close()
     log.info("Stopped")
     return 0
+
+
+def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
+    static_dir = args.static_dir
+    if static_dir is None:
+        static_dir = next((d for d in FRONTEND_DIRS if (d / "index.html").is_file()), None)
+    return GatewayConfig(
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        management_port=args.management_port,
+        idle_timeout=args.idle_timeout,
+        max_connection_age=args.max_connection_age,
+        rate_limit=args.rate_limit,
+        static_dir=static_dir,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_connections_per_token=args.max_connections_per_token,
+        max_send_buffer=args.max_send_buffer,
+        handlers_per_token=args.handlers_per_token,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,24 +287,6 @@ def main(argv: list[str] | None = None) -> int:
         except SecretError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
-    static_dir = args.static_dir
-    if static_dir is None:
-        static_dir = next((d for d in FRONTEND_DIRS if (d / "index.html").is_file()), None)
-    config = GatewayConfig(
-        host=args.host,
-        port=args.port,
-        stage=args.stage,
-        management_port=args.management_port,
-        idle_timeout=args.idle_timeout,
-        max_connection_age=args.max_connection_age,
-        rate_limit=args.rate_limit,
-        static_dir=static_dir,
-        max_connections=args.max_connections,
-        max_connections_per_ip=args.max_connections_per_ip,
-        max_connections_per_token=args.max_connections_per_token,
-        max_send_buffer=args.max_send_buffer,
-        handlers_per_token=args.handlers_per_token,
-    )
     settings = Settings(
         registry_backend="memory",
         auth_enabled=not args.no_auth,
@@ -272,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
     )
     raise_open_file_limit()
-    return asyncio.run(serve(config, settings))
+    return asyncio.run(serve(_gateway_config(args), settings))
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from p2p_protocol.messages import (
-    INTERNAL_ERROR_MESSAGE,
     ErrorCode,
     encode,
     error_reply,
+    internal_error_reply,
     select_route,
 )
 from p2p_runtime.ratelimit import TokenBucket
@@ -289,11 +289,7 @@ class Gateway:
             answer = await self._invoke(event)
         if answer is None:
             # What API Gateway tells a client when its function fails.
-            reply = {
-                "message": INTERNAL_ERROR_MESSAGE,
-                "connectionId": live.connection_id,
-                "requestId": event["requestContext"]["requestId"],
-            }
+            reply = internal_error_reply(live.connection_id, event["requestContext"]["requestId"])
             await self._writer.send(live, encode(reply))
 
     async def _refuse_rate_limited(self, live: LiveConnection) -> None:

@@ -15,6 +15,7 @@ import logging
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from p2p_runtime.tasks import OwnedTasks
 from signaling_gateway.connections import LiveConnection
 
 log = logging.getLogger("signaling_gateway")
@@ -37,7 +38,7 @@ class ConnectionWriter:
     def __init__(self, max_send_buffer: int, close_timeout: float) -> None:
         self._max_send_buffer = max_send_buffer
         self._close_deadline = close_timeout + 1.0  # websockets' own timeout goes first
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing = OwnedTasks(log, "Closing a connection")
 
     async def send(self, live: LiveConnection, payload: bytes, text: bool = True) -> bool:
         """Queue ``payload`` for ``live`` (a text frame unless ``text`` is False).
@@ -67,17 +68,12 @@ class ConnectionWriter:
         if live.closing:
             return False
         live.closing = True
-        task = asyncio.create_task(
-            self._close(live, code, reason), name=f"close-{live.connection_id}"
-        )
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing.spawn(self._close(live, code, reason), name=f"close-{live.connection_id}")
         return True
 
     async def wait_closed(self) -> None:
         """Wait for every close started so far."""
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._closing.wait()
 
     async def _close(self, live: LiveConnection, code: int, reason: str) -> None:
         try:

@@ -26,6 +26,7 @@ from p2p_protocol.messages import (
     encode,
     error_reply,
     identify_reply,
+    internal_error_reply,
     parse_body,
     parse_register,
     parse_send_signal,
@@ -50,6 +51,8 @@ log = logging.getLogger("signaling_lambda")
 
 Response = dict[str, Any]
 OK: Response = {"statusCode": 200}
+INTERNAL_ERROR: Response = {"statusCode": 500, "body": INTERNAL_ERROR_MESSAGE}
+"""API Gateway's response for a function that failed."""
 
 
 class SignalingApp:
@@ -103,7 +106,7 @@ class SignalingApp:
                 "Unexpected error in route %s (a bug in signaling_lambda)", invocation.route_key
             )
         self._send_internal_error(invocation)
-        return {"statusCode": 500, "body": INTERNAL_ERROR_MESSAGE}
+        return INTERNAL_ERROR
 
     def _dispatch(self, invocation: Invocation) -> Response:
         if invocation.route_key == "$connect":
@@ -229,11 +232,7 @@ class SignalingApp:
         """Tell the sender what API Gateway tells it when a function fails."""
         if invocation.route_key in ("$connect", "$disconnect"):
             return
-        reply = {
-            "message": INTERNAL_ERROR_MESSAGE,
-            "connectionId": invocation.connection_id,
-            "requestId": invocation.request_id,
-        }
+        reply = internal_error_reply(invocation.connection_id, invocation.request_id)
         try:
             self._reply(invocation, reply)
         except ManagementApiError as exc:

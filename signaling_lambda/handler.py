@@ -8,7 +8,7 @@ import logging
 import os
 from typing import Any
 
-from signaling_lambda.app import SignalingApp
+from signaling_lambda.app import INTERNAL_ERROR, SignalingApp
 from signaling_lambda.settings import ConfigError, Settings
 
 log = logging.getLogger("signaling_lambda")
@@ -30,5 +30,5 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     except ConfigError as exc:
         log.info("===== Lambda Handler Started =====")
         log.error("Configuration error: %s", exc)
-        return {"statusCode": 500, "body": "Internal server error"}
+        return INTERNAL_ERROR
     return app.handle(event, context)

@@ -12,15 +12,23 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiortc import RTCDataChannel
 
-from homelab_p2p.client import BridgeClient, ClientError, ClientOptions, TargetNotConnected
+from homelab_p2p.client import (
+    BridgeClient,
+    ClientError,
+    ClientOptions,
+    ClientStep,
+    TargetNotConnected,
+)
 from homelab_p2p.doctor import guide
 from homelab_p2p.doctor.nat import stun_mappings, turn_allocation
 from homelab_p2p.echo import echo_to_me
+from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE, ErrorCode, is_internal_error
 from p2p_protocol.names import ECHO_LABEL
 from p2p_webrtc import install, selected_pair
 from signaling_client.link import Link, SignalingError, SignalingRefused
@@ -28,7 +36,8 @@ from signaling_client.link import Link, SignalingError, SignalingRefused
 API_GATEWAY_URL = re.compile(
     r"wss://(?P<api>[a-z0-9]+)\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<stage>[^/?#]+)"
 )
-GUIDE_MESSAGE = "The target (homelab_server) is not currently connected"
+UNKNOWN_FORMAT_CODES = frozenset({ErrorCode.INVALID_JSON, ErrorCode.UNKNOWN_ACTION})
+"""Error codes whose text is the guide's "Unknown message format"."""
 
 
 @dataclass
@@ -52,6 +61,42 @@ class Result:
 
 def _ms(started: float) -> str:
     return f"{(time.monotonic() - started) * 1000:.0f} ms"
+
+
+class BadSignalingUrl(ValueError):
+    """The signaling URL cannot be right; str() says why."""
+
+
+def describe_signaling_url(url: str) -> str:
+    """What ``url`` points at (API Gateway, a local gateway...), or BadSignalingUrl."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or not parts.path.strip("/"):
+        raise BadSignalingUrl(f"{url!r} is not ws[s]://HOST[:PORT]/STAGE")
+    if api := API_GATEWAY_URL.fullmatch(url):
+        return f"API Gateway WebSocket API {api['api']} in {api['region']}, stage {api['stage']}"
+    if "amazonaws.com" in parts.hostname:
+        raise BadSignalingUrl(
+            f"{url} looks like AWS but not wss://<api-id>.execute-api.<region>.amazonaws.com/<stage>"
+        )
+    return "a local gateway" if parts.scheme == "ws" else "a WebSocket service"
+
+
+async def _reach(host: str, port: int, tls: bool) -> list[str]:
+    """Resolve ``host``, connect over TCP and, with ``tls``, over TLS: a note on each step."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    address = str(infos[0][4][0])
+    started = time.monotonic()
+    _, writer = await asyncio.open_connection(address, port)
+    writer.close()
+    steps = [f"{host} is {address}", f"TCP {_ms(started)}"]
+    if tls:
+        started = time.monotonic()
+        _, writer = await asyncio.open_connection(
+            address, port, ssl=ssl.create_default_context(), server_hostname=host
+        )
+        writer.close()
+        steps.append(f"TLS {_ms(started)}")
+    return steps
 
 
 class Doctor:
@@ -86,59 +131,24 @@ class Doctor:
     async def signaling_url(self) -> Result:
         name = "Signaling URL"
         url = self.options.signaling_url
+        try:
+            kind = describe_signaling_url(url)
+        except BadSignalingUrl as exc:
+            return Result(1, name, "fail", str(exc), guide.WEBSOCKET_FAILED)
         parts = urlsplit(url)
-        api = API_GATEWAY_URL.fullmatch(url)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname or not parts.path.strip("/"):
-            return Result(
-                1, name, "fail", f"{url!r} is not ws[s]://HOST[:PORT]/STAGE", guide.WEBSOCKET_FAILED
-            )
-        if api:
-            kind = (
-                f"API Gateway WebSocket API {api['api']} in {api['region']}, stage {api['stage']}"
-            )
-        elif "amazonaws.com" in parts.hostname:
-            return Result(
-                1, name, "fail", f"{url} looks like AWS but not wss://<api-id>.execute-api.<region>.amazonaws.com/<stage>",
-                guide.WEBSOCKET_FAILED,
-            )  # fmt: skip
-        else:
-            kind = "a local gateway" if parts.scheme == "ws" else "a WebSocket service"
+        host = str(parts.hostname)
         port = parts.port or (443 if parts.scheme == "wss" else 80)
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                infos = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-                address = str(infos[0][4][0])
-                started = time.monotonic()
-                _, writer = await asyncio.open_connection(address, port)
-                writer.close()
-                steps = [f"{parts.hostname} is {address}", f"TCP {_ms(started)}"]
-                if parts.scheme == "wss":
-                    started = time.monotonic()
-                    context = ssl.create_default_context()
-                    _, writer = await asyncio.open_connection(
-                        address, port, ssl=context, server_hostname=parts.hostname
-                    )
-                    writer.close()
-                    steps.append(f"TLS {_ms(started)}")
+                steps = await _reach(host, port, tls=parts.scheme == "wss")
         except TimeoutError:
-            return Result(
-                1,
-                name,
-                "fail",
-                f"{kind}, but no answer within {self.timeout:g} s",
-                guide.WEBSOCKET_FAILED,
-            )
+            detail = f"{kind}, but no answer within {self.timeout:g} s"
         except (OSError, ssl.SSLError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return Result(
-                1,
-                name,
-                "fail",
-                f"{kind}, but {parts.hostname}:{port}: {reason}",
-                guide.WEBSOCKET_FAILED,
-            )
-        return Result(1, name, "ok", f"{kind}; {', '.join(steps)}")
+            detail = f"{kind}, but {host}:{port}: {reason}"
+        else:
+            return Result(1, name, "ok", f"{kind}; {', '.join(steps)}")
+        return Result(1, name, "fail", detail, guide.WEBSOCKET_FAILED)
 
     # 2
     async def handshake(self) -> Result:
@@ -156,11 +166,9 @@ class Doctor:
                 self.options.signaling_url, self.options.token, ignore, keep
             )
         except SignalingRefused as exc:
-            row = (
-                guide.TOKEN_REFUSED
-                if "HTTP 40" in str(exc) and "token" in str(exc)
-                else guide.WEBSOCKET_FAILED
-            )
+            # A 403 is API Gateway's answer to a wrong stage: the URL's row, not the token's.
+            token_refused = exc.http_status == HTTPStatus.UNAUTHORIZED
+            row = guide.TOKEN_REFUSED if token_refused else guide.WEBSOCKET_FAILED
             return Result(2, name, "fail", str(exc), row)
         except SignalingError as exc:
             return Result(2, name, "fail", str(exc), guide.WEBSOCKET_FAILED)
@@ -171,11 +179,10 @@ class Doctor:
             return Result(step, name, "skip", "needs the WebSocket connection (step 2)")
         return None
 
-    def _signaling_row(self, exc: Exception) -> guide.Row:
-        text = str(exc)
-        if any(m.get("message") == "Internal server error" for m in self._unsolicited):
+    def _signaling_row(self, exc: SignalingError) -> guide.Row:
+        if any(is_internal_error(m) for m in self._unsolicited):
             return guide.INTERNAL_ERROR
-        if "unknown_action" in text or "Unknown message format" in text:
+        if exc.code in UNKNOWN_FORMAT_CODES:
             return guide.UNKNOWN_FORMAT
         return guide.WEBSOCKET_FAILED
 
@@ -213,8 +220,10 @@ class Doctor:
                 within=self.timeout,
             )
         except SignalingRefused as exc:
-            if "backend_unreachable" in str(exc):
-                return Result(4, name, "fail", GUIDE_MESSAGE, guide.TARGET_NOT_CONNECTED)
+            if exc.code is ErrorCode.BACKEND_UNREACHABLE:
+                return Result(
+                    4, name, "fail", BACKEND_UNREACHABLE_MESSAGE, guide.TARGET_NOT_CONNECTED
+                )
             return Result(4, name, "fail", str(exc), self._signaling_row(exc))
         except SignalingError:
             return Result(
@@ -306,9 +315,11 @@ class Doctor:
                 await answered
             round_trip = _ms(sent)
         except TargetNotConnected:
-            return Result(7, name, "fail", GUIDE_MESSAGE, guide.TARGET_NOT_CONNECTED)
+            return Result(7, name, "fail", BACKEND_UNREACHABLE_MESSAGE, guide.TARGET_NOT_CONNECTED)
         except ClientError as exc:
-            row = guide.WEBSOCKET_FAILED if exc.step == "signaling" else guide.WEBRTC_TIMEOUT
+            row = (
+                guide.WEBSOCKET_FAILED if exc.step is ClientStep.SIGNALING else guide.WEBRTC_TIMEOUT
+            )
             return Result(7, name, "fail", f"{exc.step}: {exc}", row)
         except TimeoutError:
             return Result(

@@ -8,6 +8,8 @@ an unreachable STUN server, TURN credentials), worded the same way.
 import re
 from dataclasses import asdict, dataclass
 
+from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE, INTERNAL_ERROR_MESSAGE
+
 
 @dataclass(frozen=True)
 class Row:
@@ -17,7 +19,7 @@ class Row:
 
 
 TARGET_NOT_CONNECTED = Row(
-    "The target (homelab_server) is not currently connected",
+    BACKEND_UNREACHABLE_MESSAGE,
     "Homelab server not running or not connected",
     "Start homelab_server and verify it connects to signaling: systemctl status "
     "homelab-p2p-bridge; journalctl -u homelab-p2p-bridge shows 'Registered as ...'",
@@ -36,7 +38,7 @@ WEBRTC_TIMEOUT = Row(
     "homelab's ice_port_range through its firewall (the webrtc_firewall role)",
 )
 INTERNAL_ERROR = Row(
-    "Internal server error",
+    INTERNAL_ERROR_MESSAGE,
     "Signaling function error (older version)",
     "Update the signaling code: ansible-playbook playbooks/update-lambda.yml (AWS), or "
     "ansible-playbook site.yml --tags signaling (local gateway)",
@@ -76,7 +78,7 @@ BUG = Row(
     "Report it with the log lines around the traceback; restarting the service usually recovers",
 )
 SERVICE_DOWN = Row(
-    "The target (homelab_server) is not currently connected",
+    BACKEND_UNREACHABLE_MESSAGE,
     "homelab-p2p-bridge.service is not running",
     "systemctl start homelab-p2p-bridge, then journalctl -u homelab-p2p-bridge says why it stopped",
 )
@@ -111,7 +113,7 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"WebSocket connection failed"), "websocket_failed"),
     (re.compile(r"refused the token \(HTTP 40[13]\)"), "token_refused"),
     (re.compile(r"WebRTC connection timeout|no network path"), "webrtc_timeout"),
-    (re.compile(r"Internal server error|Configuration error"), "internal_error"),
+    (re.compile(f"{re.escape(INTERNAL_ERROR_MESSAGE)}|Configuration error"), "internal_error"),
     (re.compile(r"Traceback \(most recent call last\)"), "bug"),
 ]
 

@@ -10,39 +10,41 @@ puts in place of aiortc's or aioice's class:
 - ``dtls.FastDtlsTransport``: records through OpenSSL with preallocated buffers;
 - ``sctp.FastSctpTransport``: delayed SACKs, a due-only retransmit scan, in-order receive.
 
-They reach into aiortc 1.16.0 and aioice 0.13.0 internals, so ``compatible()`` says
-whether the installed versions are those; on any other version the standard path runs.
+They reach into aiortc 1.16.0, aioice 0.13.0 and pyOpenSSL 26.4.0 internals, so
+``webrtc.install`` imports this package only when the installed versions are those, and
+runs aiortc's standard path when they are not or when ``fast_path`` fails.
 """
 
-import importlib.metadata
+from dataclasses import dataclass
 
 from p2p_webrtc.datapath import AckPolicy
-from p2p_webrtc.fastpath.dtls import FastDtlsTransport
+from p2p_webrtc.fastpath.dtls import FastDtlsTransport, check_pyopenssl
 from p2p_webrtc.fastpath.sctp import FastSctpTransport
 from p2p_webrtc.fastpath.udp import FastHostProtocol
 
 __all__ = [
-    "PINNED",
     "FastDtlsTransport",
     "FastHostProtocol",
+    "FastPath",
     "FastSctpTransport",
-    "incompatibility",
+    "fast_path",
 ]
 
-PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+
+@dataclass(frozen=True)
+class FastPath:
+    """The classes of one install of the fast path."""
+
+    host_protocol: type[FastHostProtocol]
+    dtls_transport: type[FastDtlsTransport]
+    sctp_transport: type[FastSctpTransport]
 
 
-def incompatibility() -> str | None:
-    """Why the fast path cannot run with the installed packages, or None if it can."""
-    for package, version in PINNED.items():
-        found = importlib.metadata.version(package)
-        if found != version:
-            return (
-                f"{package} {found} is installed, but the fast data path is written for "
-                f"{package} {version}"
-            )
-    return None
-
-
-def configure(ack_policy: AckPolicy) -> None:
-    FastSctpTransport.configure(ack_policy)
+def fast_path(ack_policy: AckPolicy) -> FastPath:
+    """Fresh classes for one install; AttributeError if pyOpenSSL lacks what they use."""
+    check_pyopenssl()
+    return FastPath(
+        host_protocol=FastHostProtocol.configured(),
+        dtls_transport=FastDtlsTransport,
+        sctp_transport=FastSctpTransport.configured(ack_policy),
+    )

@@ -16,13 +16,39 @@ import logging
 from typing import Any
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from OpenSSL import SSL
 from OpenSSL._util import ffi, lib
 
 from p2p_webrtc.fastpath.udp import DTLS_FIRST_BYTES, FastHostProtocol
 
-log = logging.getLogger("homelab_server.fastpath")
+log = logging.getLogger("p2p_webrtc.fastpath")
 
 RECORD_BUFFER = 1500  # aiortc's own read size for both directions
+
+# pyOpenSSL's private names this module uses (pyOpenSSL 26.4.0, the version pyproject.toml pins).
+CONNECTION_PRIVATE = ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error")
+OPENSSL_NAMES = (
+    "BIO_read",
+    "BIO_write",
+    "SSL_read",
+    "SSL_write",
+    "SSL_get_error",
+    "ERR_clear_error",
+    "SSL_ERROR_ZERO_RETURN",
+    "SSL_ERROR_WANT_READ",
+)
+
+
+def check_pyopenssl() -> None:
+    """Raises AttributeError naming what this module needs and pyOpenSSL lacks.
+
+    Checked once at install, so that a pyOpenSSL without them leaves the standard path
+    running instead of failing in the middle of a connection."""
+    connection = SSL.Connection(SSL.Context(SSL.DTLS_METHOD))  # aiortc's kind: memory BIOs
+    for name in CONNECTION_PRIVATE:
+        getattr(connection, name)
+    for name in OPENSSL_NAMES:
+        getattr(lib, name)
 
 
 class FastDtlsTransport(RTCDtlsTransport):

@@ -37,7 +37,7 @@ from p2p_webrtc.datapath import AckPolicy
 from p2p_webrtc.fastpath.dtls import FastDtlsTransport
 from p2p_webrtc.sctp import FlowControlledSctpTransport
 
-log = logging.getLogger("homelab_server.fastpath")
+log = logging.getLogger("p2p_webrtc.fastpath")
 
 SACK_DELAY = 0.2
 """RFC 9260's default SACK delay: the longest an acknowledgement waits."""
@@ -45,14 +45,21 @@ WHOLE_MESSAGE = SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
 
 
 class FastSctpTransport(FlowControlledSctpTransport):
+    """aiortc creates the SCTP transport itself, with no way to pass it options, so
+    ``configured`` makes a subclass per install that carries the acknowledgement policy."""
+
     sack_every: ClassVar[int] = 2
     max_burst: ClassVar[int] = 4
 
-    @classmethod
-    def configure(cls, ack_policy: AckPolicy) -> None:
+    @staticmethod
+    def configured(ack_policy: AckPolicy) -> type["FastSctpTransport"]:
         aggressive = ack_policy is AckPolicy.AGGRESSIVE
-        cls.sack_every = 16 if aggressive else 2
-        cls.max_burst = 32 if aggressive else 4
+
+        class ConfiguredSctpTransport(FastSctpTransport):
+            sack_every = 16 if aggressive else 2
+            max_burst = 32 if aggressive else 4
+
+        return ConfiguredSctpTransport
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

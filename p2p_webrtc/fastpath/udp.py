@@ -14,11 +14,11 @@ import logging
 import socket
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from p2p_webrtc.ice import HostProtocol
 
-log = logging.getLogger("homelab_server.fastpath")
+log = logging.getLogger("p2p_webrtc.fastpath")
 
 READ_BATCH = 64
 """Datagrams read per wake-up before the loop runs anything else."""
@@ -64,8 +64,18 @@ def gso_groups(datagrams: list[bytes]) -> list[list[bytes]]:
 class FastHostProtocol(HostProtocol):
     """aioice's protocol for a host candidate, with the fast path's reads and sends."""
 
-    gso = True
-    """Whether to try UDP GSO; turned off for the process after the first refusal."""
+    gso: ClassVar[bool] = True
+    """Whether to try UDP GSO. The kernel's refusal holds for every socket, so the first one
+    turns it off for the class: ``configured`` makes one per install."""
+
+    @staticmethod
+    def configured() -> type["FastHostProtocol"]:
+        """A subclass of its own, so that a GSO refusal stays within one install."""
+
+        class ConfiguredHostProtocol(FastHostProtocol):
+            gso = True
+
+        return ConfiguredHostProtocol
 
     def bound(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_size())
@@ -124,7 +134,7 @@ class FastHostProtocol(HostProtocol):
     def send_many(self, datagrams: list[bytes], addr: tuple[str, int]) -> None:
         """Datagrams in order, each run of equal sizes in one system call where GSO allows."""
         for group in gso_groups(datagrams):
-            if len(group) == 1 or not FastHostProtocol.gso or self._queued():
+            if len(group) == 1 or not self.gso or self._queued():
                 for datagram in group:
                     self.send_now(datagram, addr)
                 continue
@@ -135,7 +145,7 @@ class FastHostProtocol(HostProtocol):
                 for datagram in group:
                     self.transport.sendto(datagram, addr)
             except OSError as exc:
-                FastHostProtocol.gso = False
+                type(self).gso = False  # for every socket of this install (see ``gso``)
                 log.info("UDP GSO is not available here (%s): sending one datagram per call", exc)
                 for datagram in group:
                     self.send_now(datagram, addr)

@@ -1,12 +1,18 @@
-"""The fast data path's pure parts, and how it turns itself off on unpinned aiortc versions."""
+"""The fast data path's pure parts, what install puts in place, and how the fast path turns
+itself off on unpinned versions."""
 
 import importlib.metadata
 import logging
+import subprocess
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import pytest
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 import p2p_webrtc as webrtc
 from p2p_webrtc import fastpath
@@ -17,7 +23,8 @@ from p2p_webrtc.fastpath.udp import (
     gso_groups,
     receive_buffer_size,
 )
-from p2p_webrtc.ice import IcePolicy
+from p2p_webrtc.ice import HostProtocol, IcePolicy
+from p2p_webrtc.installation import PINNED
 from p2p_webrtc.sctp import FlowControlledSctpTransport
 
 
@@ -62,38 +69,95 @@ def test_bad_data_path_values_name_the_key() -> None:
 
 @pytest.fixture
 def restore_default_install() -> Iterator[None]:
+    """Requested before ``monkeypatch``, so that it installs again after the patches are gone."""
     yield
     webrtc.install(IcePolicy())
 
 
 def test_the_fast_path_puts_its_classes_in_place(restore_default_install: None) -> None:
     used = webrtc.install(IcePolicy(), DataPathOptions(ack_policy=AckPolicy.AGGRESSIVE))
-    assert used == DataPathOptions(DataPath.FAST, AckPolicy.AGGRESSIVE)
-    assert aiortc.rtcpeerconnection.RTCSctpTransport is fastpath.FastSctpTransport  # type: ignore[attr-defined]
-    assert fastpath.FastSctpTransport.sack_every == 16
-    webrtc.install(IcePolicy(), DataPathOptions())
-    assert fastpath.FastSctpTransport.sack_every == 2
-    assert fastpath.FastSctpTransport.max_burst == 4
+    assert used.data_path == DataPathOptions(DataPath.FAST, AckPolicy.AGGRESSIVE)
+    assert aiortc.rtcpeerconnection.RTCSctpTransport is used.sctp_transport  # type: ignore[attr-defined]
+    assert aiortc.rtcicetransport.Connection is used.ice_connection  # type: ignore[attr-defined]
+    assert issubclass(used.ice_connection.host_protocol, fastpath.FastHostProtocol)
+    aggressive = used.sctp_transport
+    assert issubclass(aggressive, fastpath.FastSctpTransport)
+    assert aggressive.sack_every == 16
+    rfc = webrtc.install(IcePolicy(), DataPathOptions()).sctp_transport
+    assert issubclass(rfc, fastpath.FastSctpTransport)
+    assert (rfc.sack_every, rfc.max_burst) == (2, 4)
+    assert aggressive.sack_every == 16  # each install has classes of its own
+
+
+def test_the_policy_travels_on_the_installed_connection_class(
+    restore_default_install: None,
+) -> None:
+    policy = IcePolicy(port_range=(40000, 40009))
+    used = webrtc.install(policy, DataPathOptions(DataPath.STANDARD))
+    assert used.policy is policy
+    assert used.ice_connection.policy is policy
+    assert used.ice_connection.host_protocol is HostProtocol
+    assert webrtc.install(IcePolicy()).ice_connection.policy == IcePolicy()
+    assert used.ice_connection.policy is policy
+
+
+def test_a_gso_refusal_stays_within_its_install() -> None:
+    first, second = (fastpath.FastHostProtocol.configured() for _ in range(2))
+    first.gso = False
+    assert second.gso
+    assert fastpath.FastHostProtocol.gso
+
+
+def test_the_version_gate_names_the_versions_pyproject_pins() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pins = dict(
+        requirement.split("==")
+        for requirement in pyproject["project"]["dependencies"]
+        if "==" in requirement
+    )
+    assert {name.lower(): version for name, version in PINNED.items()} == pins
 
 
 def test_on_another_aiortc_version_the_standard_path_runs_with_one_warning(
+    restore_default_install: None,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-    restore_default_install: None,
 ) -> None:
     monkeypatch.setattr(
         importlib.metadata,
         "version",
-        lambda package: "1.17.0" if package == "aiortc" else "0.13.0",
+        lambda package: "1.17.0" if package == "aiortc" else PINNED[package],
     )
     with caplog.at_level(logging.INFO, logger="p2p_webrtc"):
         used = webrtc.install(IcePolicy(), DataPathOptions())
-    assert used.path is DataPath.STANDARD
+    assert used.data_path.path is DataPath.STANDARD
     assert aiortc.rtcpeerconnection.RTCSctpTransport is FlowControlledSctpTransport  # type: ignore[attr-defined]
-    assert aiortc.rtcpeerconnection.RTCDtlsTransport is webrtc.STANDARD_DTLS  # type: ignore[attr-defined]
+    assert aiortc.rtcpeerconnection.RTCDtlsTransport is RTCDtlsTransport  # type: ignore[attr-defined]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         "aiortc 1.17.0 is installed, but the fast data path is written for aiortc 1.16.0: "
         "the fast data path is off and aiortc's standard path runs "
         "(reinstall the project to get the versions it pins)"
     ]
+
+
+def test_the_fast_path_is_imported_only_when_chosen_and_compatible() -> None:
+    # A process of its own: this one has imported the fast path already.
+    script = """
+import importlib.metadata, sys
+import p2p_webrtc as webrtc
+from p2p_webrtc.datapath import DataPath, DataPathOptions
+webrtc.install(webrtc.IcePolicy(), DataPathOptions(DataPath.STANDARD))
+assert "p2p_webrtc.fastpath" not in sys.modules, "imported for the standard path"
+real = importlib.metadata.version
+importlib.metadata.version = lambda p: "26.5.0" if p == "pyOpenSSL" else real(p)
+assert webrtc.install(webrtc.IcePolicy()).data_path.path is DataPath.STANDARD
+assert "p2p_webrtc.fastpath" not in sys.modules, "imported on another pyOpenSSL"
+importlib.metadata.version = real
+assert webrtc.install(webrtc.IcePolicy()).data_path.path is DataPath.FAST
+assert "p2p_webrtc.fastpath" in sys.modules
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
