@@ -232,7 +232,7 @@ class ChannelBridge:
                 if task is not None:
                     task.cancel()
             await asyncio.gather(pump, ended, return_exceptions=True)
-            writer.transport.abort()  # nothing left to send after _finish; else a reset
+            _reset_unless_closed(writer.transport)
             self._hold.clear()
 
     def discard(self) -> None:
@@ -272,6 +272,14 @@ class ChannelBridge:
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
             async with asyncio.timeout(FLUSH_TIMEOUT):
                 await writer.wait_closed()
+
+
+def _reset_unless_closed(transport: asyncio.WriteTransport) -> None:
+    """Reset a stream that still holds bytes or is still open: nothing is left to send after
+    ``_finish``, and a cancelled bridge drops what is left. One closed with nothing left is
+    left alone (a closed pipe transport cannot even be aborted: it has let go of its loop)."""
+    if not transport.is_closing() or transport.get_write_buffer_size():
+        transport.abort()
 
 
 class EchoChannel:

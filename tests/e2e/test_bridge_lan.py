@@ -1,6 +1,7 @@
 """The bridge on a LAN: gateway, homelab and client on hosts of their own, real processes."""
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 
@@ -135,3 +136,33 @@ async def test_past_max_peers_a_client_is_refused_with_a_reason(lan: LanLab) -> 
         )
         assert await echo_round_trip(lan.client, port, 64 * 1024)
         first.stop()
+
+
+async def test_pipe_between_real_pipes_echoes_and_ends_cleanly(lan: LanLab) -> None:
+    """stdin and stdout as pipes, as scripts and `make demo` use it (ssh hands it a socket):
+    the bytes come back, and after stdin's end the command exits 0 without a traceback."""
+    async with EchoService(lan.homelab, ECHO_PORT):
+        await lan.start_daemon({"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"})
+        argv = [venv_bin("homelab-p2p"), "pipe", "echo7", *client_args(lan.signaling_url)]
+        sent = bytes(range(256)) * 256
+
+        def round_trip() -> tuple[bytes, int, str]:
+            with lan.client.popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ) as pipe:
+                assert pipe.stdin is not None
+                assert pipe.stdout is not None
+                assert pipe.stderr is not None
+                pipe.stdin.write(sent)
+                pipe.stdin.flush()
+                received = b""
+                while len(received) < len(sent) and (chunk := os.read(pipe.stdout.fileno(), 65536)):
+                    received += chunk
+                pipe.stdin.close()
+                status = pipe.wait(timeout=60)
+                return received, status, pipe.stderr.read().decode()
+
+        received, status, stderr = await asyncio.to_thread(round_trip)
+        assert received == sent
+        assert "Traceback" not in stderr, stderr
+        assert status == 0, stderr
