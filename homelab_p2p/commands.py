@@ -53,6 +53,8 @@ class _Forwarder:
             writer.close()
             return
         await channel_bridge.run(reader, writer)
+        if channel_bridge.reset:
+            log.warning("A connection to %r %s; it was reset", self._service, channel_bridge.reset)
 
     def _refused(self, error: str, message: str) -> None:
         log.error("The homelab closed %r (%s): %s", self._service, error, message)

@@ -32,7 +32,7 @@ async def read_slowly(reader: asyncio.StreamReader, total: int) -> str:
         digest.update(data)
         received += len(data)
         await asyncio.sleep(0.02)
-    return digest.hexdigest()
+    return f"{received} bytes, sha256 {digest.hexdigest()}"  # a short read shows as such
 
 
 async def write_fast(writer: asyncio.StreamWriter, total: int, seed: bytes) -> str:
@@ -42,7 +42,7 @@ async def write_fast(writer: asyncio.StreamWriter, total: int, seed: bytes) -> s
         writer.write(block)
         digest.update(block)
         await writer.drain()
-    return digest.hexdigest()
+    return f"{total // len(block) * len(block)} bytes, sha256 {digest.hexdigest()}"
 
 
 class PeakRss:
@@ -125,7 +125,7 @@ async def test_a_slow_client_reader_slows_the_service_down(lan: LanLab) -> None:
         client_memory = PeakRss(forward)
         async with client_memory.watching():
             received = await asyncio.wait_for(read_slowly(reader, TOTAL), 120)
-        assert received == await asyncio.wait_for(sent.get(), 30)
+        assert received == await asyncio.wait_for(sent.get(), 30), forward.log()
         assert client_memory.growth < GROWTH_LIMIT, (
             f"the client grew by {client_memory.growth / 2**20:.1f} MB"
         )
