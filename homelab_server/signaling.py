@@ -63,7 +63,6 @@ class HomelabSignaling:
             config.ping_interval, config.max_connection_age, config.reconnect_max_delay
         )
         self._links: dict[int, Link] = {}  # the session's connection numbers
-        self._active: Link | None = None
         self._opening: tuple[int, asyncio.Task[Link]] | None = None
         self._watching: tuple[int, asyncio.Task[Any]] | None = None  # the active link's close
         self._retiring = OwnedTasks(log, "Closing a replaced signaling connection")
@@ -75,6 +74,12 @@ class HomelabSignaling:
     @property
     def connection_id(self) -> str | None:
         return self._active.connection_id if self._active else None
+
+    @property
+    def _active(self) -> Link | None:
+        """The link signals go through: the session's active connection."""
+        active = self._session.active
+        return None if active is None else self._links.get(active)
 
     async def send_signal(self, to: str, data: Any) -> bool:
         """Relay ``data`` to ``to`` through the current connection; False if there is none."""
@@ -193,9 +198,9 @@ class HomelabSignaling:
         self._opening = (conn, asyncio.create_task(self._register(), name="signaling-register"))
 
     def _use(self, conn: int) -> None:
-        """Send through ``conn`` from now on, and watch it (only the active link's close
+        """Watch ``conn``, the link signals go through now (only the active link's close
         matters: a replaced one is closed at the end of its grace anyway)."""
-        self._active = link = self._links[conn]
+        link = self._links[conn]
         if self._watching is not None:
             self._watching[1].cancel()
         self._watching = (conn, asyncio.create_task(link.closed.wait()))
@@ -206,7 +211,6 @@ class HomelabSignaling:
             link.connection_id,
             link.ws.close_code,
         )
-        self._active = None
         self.registered.clear()
         self.disconnected.set()
         await link.close()
@@ -226,6 +230,7 @@ class HomelabSignaling:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._opening = self._watching = None
-        if self._active is not None:
-            await self._active.close()
-            self._active = None
+        # The active link, and any replaced one still in its grace.
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            await link.close()
