@@ -41,16 +41,18 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
 
 
-_ERROR_CODES = {code.value: code for code in ErrorCode}
-
-
 def error_code(reply: dict[str, Any]) -> ErrorCode | None:
     """The code of an error reply; None when it has none this protocol knows.
 
     API Gateway's reply for a failed function has no code at all (see ``is_internal_error``).
     """
     code = reply.get("error")
-    return _ERROR_CODES.get(code) if isinstance(code, str) else None
+    if not isinstance(code, str):
+        return None
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return None
 
 
 class BadMessage(Exception):

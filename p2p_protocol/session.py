@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from p2p_protocol.messages import INTERNAL_ERROR_MESSAGE
+from p2p_protocol.messages import is_internal_error
 
 REPLY_TIMEOUT = 10.0
 ROTATION_GRACE = 10.0
@@ -186,7 +186,7 @@ class LinkProtocol:
                 return
         if message.get("action") == "sendSignal" and isinstance(message.get("from"), str):
             self._events.append(SignalReceived(message["from"], message.get("data")))
-        elif "error" in message or message.get("message") == INTERNAL_ERROR_MESSAGE:
+        elif "error" in message or is_internal_error(message):
             self._events.append(ErrorReceived(message))
         elif message.get("action") == "pong":
             self._events.append(PongReceived(message))
