@@ -32,6 +32,19 @@ def _install(options: ClientOptions) -> None:
     log.info("%s; %s", installed.policy.describe(), installed.data_path.describe())
 
 
+async def _bridge_stream(
+    bridge: ChannelBridge,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    service: str,
+) -> None:
+    """Bridge one stream to its channel; a stream the bridge had to reset is worth a line."""
+    with contextlib.suppress(ConnectionError):
+        await bridge.run(reader, writer)
+    if bridge.reset:
+        log.warning("A connection to %r %s; it was reset", service, bridge.reset)
+
+
 class _Forwarder:
     """Bridges each accepted TCP connection to a data channel of its own to one service."""
 
@@ -52,9 +65,7 @@ class _Forwarder:
             log.error("A connection to %r failed at the %s step: %s", self._service, exc.step, exc)
             writer.close()
             return
-        await channel_bridge.run(reader, writer)
-        if channel_bridge.reset:
-            log.warning("A connection to %r %s; it was reset", self._service, channel_bridge.reset)
+        await _bridge_stream(channel_bridge, reader, writer, self._service)
 
     def _refused(self, error: str, message: str) -> None:
         log.error("The homelab closed %r (%s): %s", self._service, error, message)
@@ -115,8 +126,7 @@ async def pipe(options: ClientOptions, service: str) -> int:
     except (OSError, ValueError) as exc:
         await client.close()
         return fail(f"pipe needs stdin and stdout to be pipes or sockets: {exc}", status=2)
-    with contextlib.suppress(ConnectionError):
-        await bridge.run(reader, writer)
+    await _bridge_stream(bridge, reader, writer, service)
     await client.close()
     if refusals:
         return fail(f"the homelab closed {service!r}: {refusals[0]}")

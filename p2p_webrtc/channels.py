@@ -260,6 +260,9 @@ class ChannelBridge:
         if self.channel.readyState == "open":
             self.channel.close()  # aiortc sends what is queued before it resets the stream
         self._write_unwritten()
+        # drain() waits only until the buffer is down to its low-water mark, and not at all
+        # below the high one: with both marks at zero it waits until the stream took it all.
+        writer.transport.set_write_buffer_limits(high=0)
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
             async with asyncio.timeout(FLUSH_TIMEOUT):
                 await writer.drain()
