@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 from homelab_p2p import commands
 from homelab_p2p.client import ClientOptions
 from homelab_p2p.clientconfig import add_connection_options, client_options
+from homelab_p2p.credential_cli import add_credential_parsers
 from homelab_p2p.doctor import guide, report
 from homelab_p2p.doctor.checks import Doctor
 from homelab_p2p.echo import echo
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     # In the order `homelab-p2p --help` lists them.
     for add in (
         _add_token_parsers,
+        add_credential_parsers,
         _add_forward_parser,
         _add_pipe_parser,
         _add_fetch_parser,

@@ -19,9 +19,12 @@ from typing import Any, TypeVar
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from homelab_p2p.authenticate import check_answer, offer_signal
 from p2p_protocol import signals
+from p2p_protocol.identity import IdentityError
 from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE, ErrorCode, error_code
 from p2p_protocol.names import ECHO_LABEL
+from p2p_runtime.identity import Credential, expiry_text
 from p2p_webrtc import IcePolicy, new_peer_connection, selected_pair
 from p2p_webrtc.datapath import DataPathOptions
 from signaling_client.link import Link, SignalingError
@@ -39,6 +42,7 @@ class ClientStep(StrEnum):
     """The steps of reaching a homelab, as a failure names them (``ICE: ...``)."""
 
     SIGNALING = "signaling"
+    IDENTITY = "identity"
     ICE = "ICE"
     DTLS = "DTLS"
     CHANNEL = "channel"
@@ -87,6 +91,7 @@ class ClientOptions:
     signaling_url: str
     token: str
     target: str
+    credential: Credential
     ice: IcePolicy
     timeout: float = 20.0
     relay_only: bool = False
@@ -162,16 +167,18 @@ class BridgeClient:
         try:
             probe = pc.createDataChannel(PROBE_LABEL)
             await pc.setLocalDescription(await pc.createOffer())
+            offer = pc.localDescription.sdp
             self._answer = asyncio.get_running_loop().create_future()
             self._refusal = None
             await link.send(
                 {
                     "action": "sendSignal",
                     "to": options.target,
-                    "data": signals.offer(pc.localDescription.sdp),
+                    "data": offer_signal(options.credential, options.target, offer),
                 }
             )
             answer = await self._wait_answer()
+            self._check_answer(offer, answer)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
             await self._wait_connected(pc)
             await self._wait_open(probe, PROBE_LABEL)
@@ -228,6 +235,23 @@ class BridgeClient:
                 f"the homelab refused the connection ({signal.code}): {signal.message}",
             )
         return signal
+
+    def _check_answer(self, offer: str, answer: signals.Signal) -> None:
+        target = self.options.target
+        try:
+            homelab = check_answer(self.options.credential, target, offer, answer)
+        except IdentityError as exc:
+            raise ClientError(
+                ClientStep.IDENTITY,
+                f"the answer is not from homelab {target!r}: {exc}. Nothing was sent to it. "
+                "If this repeats, the signaling service (or something on its path) is forging "
+                "answers; tell the operator.",
+            ) from None
+        log.info(
+            "Verified the homelab's identity: %s, certified by the operator until %s",
+            homelab.describe(),
+            expiry_text(homelab.expires_at),
+        )
 
     async def _wait_connected(self, pc: RTCPeerConnection) -> None:
         changed = self._progress

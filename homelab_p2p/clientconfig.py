@@ -1,7 +1,9 @@
 """The client's connection options: command-line flags over ``client.yml`` over defaults.
 
 ``~/.config/homelab-p2p/client.yml`` (or ``--config FILE``) may hold ``signaling_url``,
-``token`` or ``token_file``, ``target``, ``ice_servers`` (as in the daemon's config),
+``credential_file`` (the client's credential, which the operator issues: it proves who the
+client is to the homelab, and holds the signaling token unless ``token`` or ``token_file``
+gives another), ``target``, ``ice_servers`` (as in the daemon's config),
 ``timeout``, ``data_path`` and ``ack_policy``. Without any ICE server anywhere, the client
 uses the original system's default STUN server, as the daemon does; ``--ice-server none``
 means no server at all.
@@ -13,15 +15,19 @@ from typing import Any
 
 from homelab_p2p.client import ClientOptions
 from p2p_protocol.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_servers, parse_ice_url
+from p2p_protocol.identity import IdentityError
 from p2p_protocol.names import DEFAULT_NAME
 from p2p_runtime.configfile import ConfigError, read_yaml
 from p2p_runtime.credentials import TokenFileError, read_token_file
+from p2p_runtime.identity import Credential, load_credential
 from p2p_webrtc import IcePolicy
 from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
 
 DEFAULT_CONFIG = Path("~/.config/homelab-p2p/client.yml")
+DEFAULT_CREDENTIAL = Path("~/.config/homelab-p2p/credential.json")
 CLIENT_KEYS = (
     "signaling_url",
+    "credential_file",
     "token",
     "token_file",
     "target",
@@ -35,8 +41,15 @@ CLIENT_KEYS = (
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--signaling-url", help="ws:// or wss:// URL of the signaling service")
+    group.add_argument(
+        "--credential-file",
+        type=Path,
+        help=f"the client's credential, from the operator (default: {DEFAULT_CREDENTIAL})",
+    )
     tokens = group.add_mutually_exclusive_group()
-    tokens.add_argument("--token", help="a client token (see `homelab-p2p token issue`)")
+    tokens.add_argument(
+        "--token", help="a client token, if not the credential's (see `homelab-p2p token issue`)"
+    )
     tokens.add_argument("--token-file", type=Path, help="file holding the client token")
     group.add_argument("--target", help=f"the homelab's registered name (default: {DEFAULT_NAME})")
     group.add_argument(
@@ -91,6 +104,21 @@ def _read_token(path: Path) -> str:
         raise ConfigError(str(exc)) from None
 
 
+def _credential(args: argparse.Namespace, file: dict[str, Any]) -> Credential:
+    explicit = args.credential_file or file.get("credential_file")
+    path = Path(explicit or DEFAULT_CREDENTIAL).expanduser()
+    if not explicit and not path.exists():
+        raise ConfigError(
+            "no credential: pass --credential-file or set credential_file in "
+            f"{DEFAULT_CONFIG}; the operator issues one (`homelab-p2p credential issue`, "
+            "docs/security.md)"
+        )
+    try:
+        return load_credential(path)
+    except IdentityError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _ice_servers(args: argparse.Namespace, file: dict[str, Any]) -> tuple[IceServer, ...]:
     if args.ice_server:
         if args.ice_server == ["none"]:
@@ -125,6 +153,7 @@ def client_options(args: argparse.Namespace) -> ClientOptions:
         raise ConfigError(
             f"no signaling URL: pass --signaling-url or set signaling_url in {DEFAULT_CONFIG}"
         )
+    credential = _credential(args, file)
     if args.token:
         token = args.token
     elif args.token_file:
@@ -133,9 +162,12 @@ def client_options(args: argparse.Namespace) -> ClientOptions:
         token = str(file["token"])
     elif file.get("token_file"):
         token = _read_token(Path(file["token_file"]))
+    elif credential.signaling_token:
+        token = credential.signaling_token
     else:
         raise ConfigError(
-            f"no token: pass --token or --token-file, or set token_file in {DEFAULT_CONFIG}"
+            f"no token: {credential.certificate.describe()}'s credential holds no signaling "
+            f"token; pass --token or --token-file, or set token_file in {DEFAULT_CONFIG}"
         )
     timeout = args.timeout if args.timeout is not None else file.get("timeout", 20.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
@@ -144,6 +176,7 @@ def client_options(args: argparse.Namespace) -> ClientOptions:
         signaling_url=str(url),
         token=token,
         target=args.target or str(file.get("target", DEFAULT_NAME)),
+        credential=credential,
         ice=IcePolicy(_ice_servers(args, file)),
         timeout=float(timeout),
         relay_only=args.relay_only,

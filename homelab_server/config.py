@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from p2p_protocol.iceservers import ORIGINAL_DEFAULT, IceServer, parse_ice_servers
+from p2p_protocol.identity import IdentityError
 from p2p_protocol.names import (
     DEFAULT_NAME,
     ECHO_LABEL,
@@ -22,6 +23,8 @@ from p2p_protocol.names import (
 )
 from p2p_runtime.configfile import ConfigError, read_yaml
 from p2p_runtime.credentials import TokenFileError, read_token_file
+from p2p_runtime.identity import Credential, load_credential, verify_certificate
+from p2p_runtime.revocation import RevocationList
 from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions, parse_data_path
 
 SERVICE_SCHEMES = ("tcp", "http")
@@ -48,6 +51,8 @@ class DaemonConfig:
     name: str = DEFAULT_NAME
     token: str | None = None
     token_file: Path | None = None
+    identity_file: Path = Path("/etc/homelab-p2p-bridge/identity.json")
+    revocation_file: Path | None = None
     ice_servers: tuple[IceServer, ...] = ()
     ice_port_range: tuple[int, int] | None = None
     services: Mapping[str, Service] = field(default_factory=dict)
@@ -71,6 +76,26 @@ class DaemonConfig:
             return read_token_file(self.token_file)
         except TokenFileError as exc:
             raise ConfigError(f"{self.source}: token_file: {exc}") from None
+
+    def load_identity(self) -> Credential:
+        """The homelab's credential, checked: the operator's, a homelab's, this name's, current."""
+        try:
+            identity = load_credential(self.identity_file)
+            verify_certificate(identity.operator, identity.certificate_text, "homelab")
+        except IdentityError as exc:
+            raise ConfigError(f"{self.source}: identity_file: {exc}") from None
+        if identity.certificate.name != self.name:
+            raise ConfigError(
+                f"{self.source}: name: {self.name!r}, but identity_file certifies homelab "
+                f"{identity.certificate.name!r}; issue the identity for this name"
+            )
+        return identity
+
+    def load_revocations(self) -> RevocationList:
+        try:
+            return RevocationList(self.revocation_file)
+        except IdentityError as exc:
+            raise ConfigError(f"{self.source}: revocation_file: {exc}") from None
 
 
 class _Reader:
@@ -109,6 +134,8 @@ KNOWN_KEYS = [
     "signaling_url",
     "token",
     "token_file",
+    "identity_file",
+    "revocation_file",
     "name",
     "ice_servers",
     "ice_port_range",
@@ -206,6 +233,15 @@ def _token(reader: _Reader) -> tuple[str | None, Path | None]:
     )
 
 
+def _path(reader: _Reader, key: str) -> Path | None:
+    value = reader.take(key, None)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise reader.fail(key, "must be a path")
+    return Path(value)
+
+
 def _name(reader: _Reader) -> str:
     name = reader.take("name", DEFAULT_NAME)
     if not is_valid_name(name):
@@ -237,12 +273,23 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
     # Each key is checked in this order, so the first problem in the file is the one told.
     url = _signaling_url(reader)
     token, token_file = _token(reader)
+    identity_file = _path(reader, "identity_file")
+    if identity_file is None:
+        raise reader.fail(
+            "identity_file",
+            "missing (it is required): the homelab's credential, which proves its name to "
+            "clients and checks theirs; `homelab-p2p credential issue --kind homelab` writes "
+            "one (docs/security.md)",
+        )
+    revocation_file = _path(reader, "revocation_file")
     name, ice_servers, log_level = _name(reader), _ice_servers(reader), _log_level(reader)
     config = DaemonConfig(
         signaling_url=url,
         name=name,
         token=token,
         token_file=token_file,
+        identity_file=identity_file,
+        revocation_file=revocation_file,
         ice_servers=ice_servers,
         ice_port_range=_port_range(reader),
         services=_services(reader),
@@ -260,6 +307,8 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
     reader.reject_unknown(KNOWN_KEYS)
     if config.token_file is not None:
         config.read_token()  # unreadable now is an error now, not at the first connection
+    config.load_identity()
+    config.load_revocations()
     return config
 
 

@@ -12,11 +12,13 @@ import logging
 import sys
 from pathlib import Path
 
+from homelab_server.authorize import PeerAuthorizer
 from homelab_server.config import DaemonConfig, load_config
 from homelab_server.peers import PeerLimits, PeerManager
 from homelab_server.services import ServiceRouter
 from homelab_server.signaling import HomelabSignaling
 from p2p_runtime.configfile import ConfigError
+from p2p_runtime.identity import expiry_text
 from p2p_runtime.logs import configure_logging
 from p2p_runtime.sdnotify import notify
 from p2p_runtime.stop import stop_on_signal
@@ -24,6 +26,15 @@ from p2p_webrtc import IcePolicy, install
 
 log = logging.getLogger("homelab_server")
 PROG = "homelab_server"
+CREDENTIAL_CHECK_INTERVAL = 5.0
+"""Seconds between looks at the revocation list and at connected clients' expiry."""
+
+
+async def recheck_credentials(peers: PeerManager) -> None:
+    """Close peers whose credential was revoked or expired: within one interval."""
+    while True:
+        await asyncio.sleep(CREDENTIAL_CHECK_INTERVAL)
+        await peers.recheck_credentials()
 
 
 async def run(config: DaemonConfig) -> int:
@@ -41,22 +52,34 @@ async def run(config: DaemonConfig) -> int:
         max_channels=config.max_channels_per_peer,
         offers_per_minute=config.max_offers_per_minute,
     )
-    peers = PeerManager(installed.policy, router, send_signal, limits)
+    identity = config.load_identity()
+    revocations = config.load_revocations()
+    authorizer = PeerAuthorizer(identity, revocations)
+    peers = PeerManager(installed.policy, router, send_signal, limits, authorizer)
     signaling = HomelabSignaling(config, peers.on_signal, peers.on_signaling_error)
     log.info("homelab_server starting as %r; services: %s", config.name, router.offered())
     notify(STATUS=f"Connecting to {config.signaling_url}")
     log.info(installed.policy.describe())
     log.info(installed.data_path.describe())
+    log.info(
+        "Identity: %s, certified until %s; revocation list: %s",
+        identity.certificate.describe(),
+        expiry_text(identity.certificate.expires_at),
+        f"{revocations.path} ({len(revocations.current())} revoked)"
+        if revocations.path
+        else "none (revocation_file not set)",
+    )
 
     stop = stop_on_signal()
     signaling_task = asyncio.create_task(signaling.run(), name="signaling")
     stopping = asyncio.create_task(stop.wait())
+    checking = asyncio.create_task(recheck_credentials(peers), name="credentials")
     await asyncio.wait({signaling_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
 
     log.info("Shutting down: closing %d peers", peers.count)
-    stopping.cancel()
-    signaling_task.cancel()
-    await asyncio.gather(signaling_task, stopping, return_exceptions=True)
+    for task in (stopping, signaling_task, checking):
+        task.cancel()
+    await asyncio.gather(signaling_task, stopping, checking, return_exceptions=True)
     await peers.close_all()
     await router.close()
     log.info("Stopped")

@@ -11,7 +11,8 @@ A client is a signaling connection id. Everything a client sends is bounded
 - its signals are handled one after another, in order (``ClientInbox``), at most
   ``MAX_QUEUED_SIGNALS`` waiting, so a replaced peer is always closed before the next;
 - ``offers_per_minute`` offers (a token bucket), each checked before anything is created
-  (``signals.check_offer``: a data channel section, ICE credentials, a fingerprint);
+  (``signals.check_offer``: a data channel section, ICE credentials, a fingerprint), then
+  its credential and proof (``authorize.py``): only the services the credential lists open;
 - one peer per client, ``max_peers`` in all; when every place is taken, a new offer takes
   the place of the peer that has waited longest without connecting, and only when all
   of them are connected is it refused (``busy``);
@@ -30,10 +31,13 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from homelab_server.authorize import PeerAuthorizer
 from homelab_server.services import ServiceRouter
 from p2p_protocol import signals
 from p2p_protocol.errors import ChannelRefusal, PeerRefusal
+from p2p_protocol.identity import Certificate, IdentityError
 from p2p_protocol.messages import ErrorCode, error_code
+from p2p_protocol.names import ECHO_LABEL
 from p2p_runtime.ratelimit import TokenBucket
 from p2p_runtime.tasks import OwnedTasks
 from p2p_webrtc import (
@@ -72,9 +76,11 @@ class PeerLimits:
 
 
 class Peer:
-    def __init__(self, client_id: str, pc: RTCPeerConnection) -> None:
+    def __init__(self, client_id: str, pc: RTCPeerConnection, credential: Certificate) -> None:
         self.client_id = client_id
         self.pc = pc
+        self.credential = credential
+        """The client's certificate, checked: whom the peer serves, and which services."""
         self.tasks = OwnedTasks(log, f"Serving a channel of {client_id}")
         self.offered_at = time.monotonic()
         self.connected = False
@@ -160,8 +166,10 @@ class PeerManager:
         router: ServiceRouter,
         send_signal: SendSignal,
         limits: PeerLimits,
+        authorizer: PeerAuthorizer,
     ) -> None:
         self._policy = policy
+        self._authorizer = authorizer
         self._router = router
         self._send_signal = send_signal
         self.limits = limits
@@ -181,7 +189,7 @@ class PeerManager:
 
     async def _handle(self, sender: str, signal: signals.Signal) -> None:
         if signal.type == "offer":
-            await self._answer(sender, signal.sdp)
+            await self._answer(sender, signal)
         elif signal.type == "candidate":
             await self._add_candidate(sender, signal.candidate or {})
         elif signal.type == "bye":
@@ -216,10 +224,11 @@ class PeerManager:
     async def _refuse(self, client: str, code: PeerRefusal, message: str) -> None:
         await self._send_signal(client, signals.error(code, message))
 
-    async def _answer(self, client: str, sdp: str) -> None:
-        candidates = await self._admitted(client, sdp)
-        if candidates is None:
+    async def _answer(self, client: str, offer: signals.Signal) -> None:
+        admitted = await self._admitted(client, offer)
+        if admitted is None:
             return
+        candidates, credential = admitted
         if client in self._peers:
             await self.drop(client, "it offered again (renegotiation)")
         victim = None
@@ -229,21 +238,29 @@ class PeerManager:
                 await self._refuse_busy(client)
                 return
             del self._peers[victim.client_id]  # its place is the new peer's from now on
-        peer = self._new_peer(client, candidates)
+        peer = self._new_peer(client, candidates, credential)
         if victim is not None:
             await self._give_place_away(victim)
-        await self._negotiate(peer, sdp)
+        await self._negotiate(peer, offer.sdp)
 
-    async def _admitted(self, client: str, sdp: str) -> int | None:
-        """The offer's candidate count if it may be answered; else None, the client told why."""
+    async def _admitted(self, client: str, offer: signals.Signal) -> tuple[int, Certificate] | None:
+        """The offer's candidate count and the client's certificate if it may be answered;
+        else None, the client told why."""
         if not await self._offer_rate_allows(client):
             return None
         try:
-            return signals.check_offer(sdp)
+            candidates = signals.check_offer(offer.sdp)
         except signals.BadSignal as exc:
             log.warning("Refused the offer of %s: %s", client, exc)
             await self._refuse(client, PeerRefusal.BAD_OFFER, str(exc))
             return None
+        try:
+            credential = self._authorizer.check_offer(offer.identity, offer.sdp)
+        except IdentityError as exc:
+            log.warning("Refused the offer of %s: %s", client, exc)
+            await self._refuse(client, PeerRefusal.UNAUTHORIZED, f"the offer was refused: {exc}")
+            return None
+        return candidates, credential
 
     async def _offer_rate_allows(self, client: str) -> bool:
         rate = self._offer_rate(client)
@@ -274,11 +291,16 @@ class PeerManager:
             client, PeerRefusal.BUSY, f"the homelab serves {max_peers} peers already (max_peers)"
         )
 
-    def _new_peer(self, client: str, candidates: int) -> Peer:
+    def _new_peer(self, client: str, candidates: int, credential: Certificate) -> Peer:
         """A peer connection for the client's offer, in its place, its deadline running."""
-        log.info("Peer %s: offer received, answering", client)
+        log.info(
+            "Peer %s: offer received from %s, answering (%s)",
+            client,
+            credential.describe(),
+            credential.scope(),
+        )
         pc = new_peer_connection(self._policy)
-        peer = Peer(client, pc)
+        peer = Peer(client, pc, credential)
         peer.candidates = candidates
         self._peers[client] = peer
         peer.deadline = asyncio.get_running_loop().call_later(
@@ -326,7 +348,9 @@ class PeerManager:
             )
             return
         if self._peers.get(client) is peer:
-            await self._send_signal(client, signals.answer(pc.localDescription.sdp))
+            answer = pc.localDescription.sdp
+            proof = self._authorizer.prove_answer(peer.credential, sdp, answer)
+            await self._send_signal(client, signals.answer(answer, proof.to_json()))
 
     def _violated(self, peer: Peer, why: str) -> None:
         self._tasks.spawn(self._fail(peer, PeerRefusal.PROTOCOL_VIOLATION, why))
@@ -381,6 +405,9 @@ class PeerManager:
         if peer.channels >= self.limits.max_channels:
             self._refuse_channel(peer, channel)
             return
+        if channel.label != ECHO_LABEL and not peer.credential.may_open(channel.label):
+            self._forbid_channel(peer, channel)
+            return
         try:
             work = self._router.serve(channel, peer.client_id)
         except Exception:
@@ -390,6 +417,23 @@ class PeerManager:
         channel.on("close", peer.channel_closed)
         if work is not None:
             peer.tasks.spawn(work)
+
+    def _forbid_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
+        shown = channel.label[:64]  # the peer's text: what reaches the log is short
+        credential = peer.credential
+        log.warning(
+            "Refused data channel %r from %s: the credential of %s does not list it (%s)",
+            shown,
+            peer.client_id,
+            credential.describe(),
+            credential.scope(),
+        )
+        refuse(
+            channel,
+            ChannelRefusal.FORBIDDEN,
+            f"your credential ({credential.name}) does not allow service {shown!r}; "
+            f"it allows: {', '.join(credential.services)}",
+        )
 
     def _refuse_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
         limit = self.limits.max_channels
@@ -429,6 +473,14 @@ class PeerManager:
             self._tasks.spawn(self.drop(peer.client_id, f"its connection {state}"))
 
     # --- closing -----------------------------------------------------------------------
+
+    async def recheck_credentials(self) -> None:
+        """Close every peer whose credential was revoked or expired since it connected."""
+        for client, peer in list(self._peers.items()):
+            why = self._authorizer.still_valid(peer.credential)
+            if why is not None and self._peers.get(client) is peer:
+                del self._peers[client]
+                await self._close(peer, why, code=PeerRefusal.UNAUTHORIZED)
 
     async def drop(self, client: str, why: str) -> None:
         peer = self._peers.pop(client, None)

@@ -3,12 +3,13 @@
 It is stock aiortc: none of the project's seams, so as a sender it ignores the receive
 window the homelab advertises. Always with an explicit, empty ICE server list.
 
-    python -m lab.attacker flood --service sink --seconds 8 URL TOKEN
+    python -m lab.attacker flood --service sink --seconds 8 URL CREDENTIAL_FILE
         pushes data into one channel as fast as aiortc sends for SECONDS, then closes;
-    python -m lab.attacker channels --service echo7 --count 1100 URL TOKEN
+    python -m lab.attacker channels --service echo7 --count 1100 URL CREDENTIAL_FILE
         opens COUNT channels, prints one JSON line of what became of them (how many were
         refused, with which code), and holds the others open until its stdin closes.
 
+It is an authorized client (its credential is good): the homelab's limits are what stop it.
 It prints ``connected`` once the peer connection is up.
 """
 
@@ -17,18 +18,21 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from homelab_p2p.authenticate import offer_signal
 from p2p_protocol import signals
+from p2p_runtime.identity import Credential, load_credential
 from signaling_client.link import Link
 
 BLOCK = bytes(range(256)) * 64  # 16 KiB
 
 
 async def connect(
-    url: str, token: str, target: str = "laptop"
+    url: str, credential: Credential, target: str = "laptop"
 ) -> tuple[RTCPeerConnection, RTCDataChannel]:
     """A peer connection to ``target`` and its open ``echo`` channel."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -40,13 +44,12 @@ async def connect(
     async def on_error(message: dict[str, Any]) -> None:
         raise SystemExit(f"signaling refused: {message}")
 
-    link = await Link.open(url, token, on_signal, on_error)
+    link = await Link.open(url, credential.signaling_token, on_signal, on_error)
     try:
         echo = pc.createDataChannel("echo")
         await pc.setLocalDescription(await pc.createOffer())
-        await link.send(
-            {"action": "sendSignal", "to": target, "data": signals.offer(pc.localDescription.sdp)}
-        )
+        offer = offer_signal(credential, target, pc.localDescription.sdp)
+        await link.send({"action": "sendSignal", "to": target, "data": offer})
         answer = await asyncio.wait_for(answers.get(), 20)
         if answer.type != "answer":
             raise SystemExit(f"the homelab answered {answer}")
@@ -114,12 +117,12 @@ async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="attacker")
     parser.add_argument("mode", choices=("flood", "channels"))
     parser.add_argument("url")
-    parser.add_argument("token")
+    parser.add_argument("credential", type=Path)
     parser.add_argument("--service", required=True)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--count", type=int, default=1100)
     args = parser.parse_args(argv)
-    pc, echo = await connect(args.url, args.token)
+    pc, echo = await connect(args.url, load_credential(args.credential))
     try:
         if args.mode == "flood":
             await flood(pc, args.service, args.seconds)

@@ -13,7 +13,7 @@ from typing import IO, Any, Self
 
 import yaml
 
-from lab import token
+from lab import credential, credential_file, default_client_file, token
 from lab.netns import Namespace, venv_bin
 from p2p_runtime.tasks import OwnedTasks
 
@@ -81,11 +81,14 @@ class LoggedProcess:
 def write_daemon_config(
     path: Path, signaling_url: str, services: dict[str, str], **extra: Any
 ) -> Path:
+    name = extra.get("name", "laptop")
     token_file = path.with_suffix(".token")
-    token_file.write_text(token("homelab", extra.get("name", "laptop")) + "\n")
+    token_file.write_text(token("homelab", name) + "\n")
+    identity = credential_file(credential("homelab", name), path.with_suffix(".identity.json"))
     config: dict[str, Any] = {
         "signaling_url": signaling_url,
         "token_file": str(token_file),
+        "identity_file": str(identity),
         "ice_servers": [],
         "services": services,
         "log_level": "DEBUG",
@@ -117,11 +120,13 @@ def client_args(signaling_url: str, *extra: str) -> list[str]:
     Never the client's built-in default (a public STUN server): tests reach nothing outside.
     """
     ice = [] if "--ice-server" in extra else ["--ice-server", "none"]
+    identity = (
+        [] if "--credential-file" in extra else ["--credential-file", str(default_client_file())]
+    )
     return [
         "--signaling-url",
         signaling_url,
-        "--token",
-        token("client", "e2e"),
+        *identity,
         "--timeout",
         "10",
         *ice,

@@ -11,13 +11,16 @@ import json
 import os
 import secrets
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from lab import token
+from homelab_p2p.authenticate import offer_signal
+from lab import credential, token
 from lab.netns import Namespace
+from p2p_runtime.identity import Credential
 
 
 def offer_sdp(candidates: list[str] | None = None) -> str:
@@ -43,8 +46,15 @@ def offer_sdp(candidates: list[str] | None = None) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def offer(sdp: str | None = None) -> dict[str, Any]:
-    return {"type": "offer", "sdp": offer_sdp() if sdp is None else sdp}
+@cache
+def hostile_client() -> Credential:
+    """An authorized client that misbehaves: the homelab's limits are what stop it."""
+    return credential("client", "hostile")
+
+
+def offer(sdp: str | None = None, target: str = "laptop") -> dict[str, Any]:
+    """An offer signed with ``hostile_client()``'s credential (so only its SDP is hostile)."""
+    return offer_signal(hostile_client(), target, offer_sdp() if sdp is None else sdp)
 
 
 async def open_client(

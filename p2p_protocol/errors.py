@@ -22,6 +22,9 @@ class PeerRefusal(StrEnum):
     """Not connected within peer_connect_timeout."""
     PROTOCOL_VIOLATION = "protocol_violation"
     """The peer broke the rules of ICE, DTLS or SCTP (p2p_webrtc's watch)."""
+    UNAUTHORIZED = "unauthorized"
+    """The offer's credential or proof is missing, not the operator's, expired, revoked, not
+    for this homelab, or not over this offer; or the credential was revoked while connected."""
 
 
 class ChannelRefusal(StrEnum):
@@ -30,5 +33,7 @@ class ChannelRefusal(StrEnum):
     UNKNOWN_SERVICE = "unknown_service"
     SERVICE_UNAVAILABLE = "service_unavailable"
     BAD_REQUEST = "bad_request"
+    FORBIDDEN = "forbidden"
+    """The client's credential does not list the service."""
     TOO_MANY_CHANNELS = "too_many_channels"
     OVERFLOW = "overflow"

@@ -1,6 +1,7 @@
 """The WebRTC signals carried in ``sendSignal``'s ``data`` (docs/protocol.md).
 
-``{"type": "offer"|"answer", "sdp": ...}``, ``{"type": "candidate", "candidate": ...}``,
+``{"type": "offer"|"answer", "sdp": ..., "identity": ...}`` (the sender's certificate and
+proof, p2p_protocol/identity.py), ``{"type": "candidate", "candidate": ...}``,
 ``{"type": "bye"}``, ``{"type": "ping"}`` (``homelab-p2p doctor`` asks whether the homelab
 answers; it replies ``{"type": "pong", "peers": N, "max_peers": M}``), and from the homelab
 ``{"type": "error", "code": ..., "message": ...}``.
@@ -31,6 +32,8 @@ class Signal:
     candidate: dict[str, Any] | None = None
     code: str = ""
     message: str = ""
+    identity: object = None
+    """An offer's or answer's ``identity`` (p2p_protocol.identity.parse_proof reads it)."""
 
 
 def parse_or_ignore(sender: str, data: Any, log: logging.Logger) -> Signal | None:
@@ -59,7 +62,7 @@ def parse_signal(data: Any) -> Signal:
             raise BadSignal(
                 f"an {kind} needs an SDP string (v=0...) of at most {MAX_SDP} characters"
             )
-        return Signal(kind, sdp=sdp)
+        return Signal(kind, sdp=sdp, identity=data.get("identity"))
     if kind == "candidate":
         candidate = data.get("candidate")
         if isinstance(candidate, str):
@@ -78,12 +81,12 @@ def parse_signal(data: Any) -> Signal:
     return Signal(kind)
 
 
-def offer(sdp: str) -> dict[str, str]:
-    return {"type": "offer", "sdp": sdp}
+def offer(sdp: str, identity: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "offer", "sdp": sdp, "identity": identity}
 
 
-def answer(sdp: str) -> dict[str, str]:
-    return {"type": "answer", "sdp": sdp}
+def answer(sdp: str, identity: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "answer", "sdp": sdp, "identity": identity}
 
 
 def pong(peers: int, max_peers: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from lab import token
+from lab import credential, credential_file
 from lab.bridge import EchoService, LoggedProcess, client_args, echo_round_trip
 from lab.hostile import (
     next_signal,
@@ -54,7 +54,7 @@ def attacker(lan: LanLab, mode: str, name: str, *args: str) -> LoggedProcess:
         "lab.attacker",
         mode,
         lan.signaling_url,
-        token("client", "attacker"),
+        str(credential_file(credential("client", "attacker"))),
         *args,
     ]
     return LoggedProcess(lan.client, argv, lan.workdir / f"{name}.log")
@@ -176,7 +176,7 @@ async def test_a_thousand_channels_from_one_peer_get_its_limit(lan: LanLab) -> N
             "lab.attacker",
             "channels",
             lan.signaling_url,
-            token("client", "attacker"),
+            str(credential_file(credential("client", "attacker"))),
             "--service",
             "echo7",
             "--count",

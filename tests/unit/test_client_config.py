@@ -7,10 +7,11 @@ import pytest
 from homelab_p2p.cli import build_parser
 from homelab_p2p.client import ClientOptions
 from homelab_p2p.clientconfig import client_options
+from lab import credential, credential_file, default_client_file
 from p2p_runtime.configfile import ConfigError
 from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions
 
-BASICS = "signaling_url: ws://127.0.0.1:8765/prod\ntoken: t\n"
+BASICS = f"signaling_url: ws://127.0.0.1:8765/prod\ncredential_file: {default_client_file()}\n"
 
 
 def options(tmp_path: Path, file: str, *flags: str, command: str = "pipe") -> ClientOptions:
@@ -82,3 +83,28 @@ def test_a_bad_flag_is_a_usage_error(
         options(tmp_path, "", *flags)
     assert exited.value.code == 2
     assert error in capsys.readouterr().err
+
+
+def test_the_credential_gives_the_token_unless_one_is_given(tmp_path: Path) -> None:
+    chosen = options(tmp_path, "")
+    assert chosen.credential.certificate.name == "e2e"
+    assert chosen.token == chosen.credential.signaling_token
+    assert options(tmp_path, "token: other\n").token == "other"
+    assert options(tmp_path, "", "--token", "flag").token == "flag"
+
+
+def test_a_missing_or_broken_credential_is_one_sentence(tmp_path: Path) -> None:
+    config = tmp_path / "client.yml"
+    config.write_text("signaling_url: ws://127.0.0.1:8765/prod\n")
+    missing = tmp_path / "none.json"
+    args = build_parser().parse_args(
+        ["pipe", "ssh", "--config", str(config), "--credential-file", str(missing)]
+    )
+    with pytest.raises(ConfigError, match=r"cannot read the credential file .*none\.json"):
+        client_options(args)
+    broken = tmp_path / "broken.json"
+    held = credential_file(credential(), broken)
+    held.write_text(held.read_text().replace('"key": "', '"key": "A'))
+    args.credential_file = broken
+    with pytest.raises(ConfigError, match="is not a usable credential: its key is 44"):
+        client_options(args)

@@ -11,11 +11,17 @@ import yaml
 
 from homelab_server.config import KNOWN_KEYS, load_config, parse_config
 from p2p_runtime.configfile import ConfigError
+from lab import OPERATOR, credential, credential_file
 from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions
+
+IDENTITY = str(credential_file(credential("homelab", "laptop")))
+"""A homelab credential for 'laptop' (the lab's operator issued it)."""
+BASICS = f"signaling_url: ws://127.0.0.1:1/prod\ntoken: t\nidentity_file: {IDENTITY}\n"
 
 VALID: dict[str, Any] = {
     "signaling_url": "wss://abc123.execute-api.us-east-1.amazonaws.com/prod",
     "token": "hp1.x.y",
+    "identity_file": IDENTITY,
     "name": "laptop",
     "ice_servers": [
         {"urls": "stun:stun.example.org:3478"},
@@ -53,7 +59,9 @@ def test_the_design_example_loads() -> None:
 
 
 def test_defaults_are_the_originals() -> None:
-    config = parse_config({"signaling_url": "ws://127.0.0.1:8765/prod", "token": "t"})
+    config = parse_config(
+        {"signaling_url": "ws://127.0.0.1:8765/prod", "token": "t", "identity_file": IDENTITY}
+    )
     assert config.name == "laptop"
     assert [s.url for s in config.ice_servers] == ["stun:stun.l.google.com:19302"]
     assert config.ice_port_range is None
@@ -158,7 +166,7 @@ def test_yaml_errors_say_where(tmp_path: Path) -> None:
 
 def test_the_daemon_exits_2_with_one_sentence(tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
-    path.write_text("signaling_url: ws://127.0.0.1:1/prod\ntoken: t\nmax_peers: lots\n")
+    path.write_text(BASICS + "max_peers: lots\n")
     daemon = Path(sys.executable).with_name("homelab_server")
     for argv, expected in (
         ([str(daemon), "--config", str(path)], "max_peers: must be a whole number"),
@@ -174,11 +182,9 @@ def test_check_says_whether_the_configuration_is_usable_without_starting(tmp_pat
     """`homelab_server --check` (what diagnose.yml runs): 0 and a summary, or 2 and the key."""
     daemon = Path(sys.executable).with_name("homelab_server")
     good = tmp_path / "good.yml"
-    good.write_text(
-        "signaling_url: ws://127.0.0.1:1/prod\ntoken: t\nservices: {ssh: tcp://127.0.0.1:22}\n"
-    )
+    good.write_text(BASICS + "services: {ssh: tcp://127.0.0.1:22}\n")
     bad = tmp_path / "bad.yml"
-    bad.write_text("signaling_url: ws://127.0.0.1:1/prod\ntoken: t\nmax_peers: lots\n")
+    bad.write_text(BASICS + "max_peers: lots\n")
     usable = subprocess.run(
         [str(daemon), "--config", str(good), "--check"],
         capture_output=True, text=True, timeout=60, check=False,
@@ -215,7 +221,9 @@ def test_the_role_writes_every_key_with_the_daemons_choices_and_defaults() -> No
         assert options[variable]["choices"] == [member.value for member in enum]
         assert options[variable]["default"] == defaults[variable] == default.value
         assert f"'{key}': {variable}," in template
-    config = parse_config({"signaling_url": "ws://h:1/prod", "token": "t"})
+    config = parse_config(
+        {"signaling_url": "ws://h:1/prod", "token": "t", "identity_file": IDENTITY}
+    )
     for key in (
         "max_peers",
         "peer_connect_timeout",
@@ -224,3 +232,36 @@ def test_the_role_writes_every_key_with_the_daemons_choices_and_defaults() -> No
     ):
         variable = f"homelab_server_{key}"
         assert options[variable]["default"] == defaults[variable] == getattr(config, key)
+
+
+def test_the_identity_must_be_this_homelabs_current_one_from_an_operator(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"identity_file: missing \(it is required\).*credential"):
+        parse_config(with_(identity_file=...))
+    with pytest.raises(ConfigError, match=r"identity_file: cannot read the credential file"):
+        parse_config(with_(identity_file=str(tmp_path / "absent.json")))
+    nas = credential_file(credential("homelab", "nas"), tmp_path / "nas.json")
+    with pytest.raises(ConfigError, match=r"name: 'laptop', but identity_file certifies .*'nas'"):
+        parse_config(with_(identity_file=str(nas)))
+    client = credential_file(credential("client", "laptop"), tmp_path / "client.json")
+    with pytest.raises(ConfigError, match=r"identity_file: its certificate is a client's"):
+        parse_config(with_(identity_file=str(client)))
+    old = credential("homelab", "laptop", ttl=60, now=1_000_000)
+    expired = credential_file(old, tmp_path / "old.json")
+    with pytest.raises(
+        ConfigError, match=r"identity_file: the credential of homelab 'laptop'.* expired at 1970"
+    ):
+        parse_config(with_(identity_file=str(expired)))
+    assert OPERATOR  # the lab's operator signed them all
+
+
+def test_a_revocation_file_must_be_readable_at_start(tmp_path: Path) -> None:
+    listed = tmp_path / "revoked.json"
+    with pytest.raises(ConfigError, match=r"revocation_file: cannot read the revocation list"):
+        parse_config(with_(revocation_file=str(listed)))
+    listed.write_text('{"revoked": [{"name": "x"}]}')
+    with pytest.raises(
+        ConfigError, match=r'revocation_file: .*every entry of "revoked" needs an "id"'
+    ):
+        parse_config(with_(revocation_file=str(listed)))
+    listed.write_text('{"revoked": []}')
+    assert parse_config(with_(revocation_file=str(listed))).revocation_file == listed

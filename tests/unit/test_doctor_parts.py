@@ -8,11 +8,19 @@ import pytest
 from homelab_p2p.client import ClientOptions
 from homelab_p2p.doctor import guide, report
 from homelab_p2p.doctor.checks import Doctor, Result
+from lab import credential
 from p2p_webrtc import IcePolicy
 
 
 def options(url: str) -> ClientOptions:
-    return ClientOptions(signaling_url=url, token="t", target="laptop", ice=IcePolicy(), timeout=1)
+    return ClientOptions(
+        signaling_url=url,
+        token="t",
+        target="laptop",
+        credential=credential(),
+        ice=IcePolicy(),
+        timeout=1,
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from homelab_p2p.client import (
 )
 from homelab_p2p.doctor import guide
 from homelab_p2p.doctor.checks import Doctor
+from lab import credential
 from p2p_protocol.messages import (
     BACKEND_UNREACHABLE_MESSAGE,
     INTERNAL_ERROR_MESSAGE,
@@ -35,7 +36,11 @@ from signaling_client.link import (
 )
 
 OPTIONS = ClientOptions(
-    signaling_url="ws://gateway.lan:8765/prod", token="t", target="laptop", ice=IcePolicy()
+    signaling_url="ws://gateway.lan:8765/prod",
+    token="t",
+    target="laptop",
+    credential=credential(),
+    ice=IcePolicy(),
 )
 
 
