@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from homelab_server.config import KNOWN_KEYS, load_config, parse_config
-from p2p_runtime.configfile import ConfigError
 from lab import OPERATOR, credential, credential_file
+from p2p_runtime.configfile import ConfigError
 from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions
 
 IDENTITY = str(credential_file(credential("homelab", "laptop")))
