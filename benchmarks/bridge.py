@@ -59,7 +59,7 @@ import psutil
 from benchmarks.profiles import Sampler
 from benchmarks.report import machine_description, needs_root, report
 from benchmarks.veth import HOME_IP, SIGNALING, veth_lab
-from lab import token
+from lab import default_client_file
 from lab.bridge import (
     EchoService,
     LoggedProcess,
@@ -334,8 +334,9 @@ async def raw_tcp_mode(bench: Bench) -> dict[str, Any]:
 
 
 def connect_expression() -> str:
-    """frontend/wss-webrtc.js's connect() as the page calls it; no ICE server at all."""
-    options = {"url": SIGNALING, "token": token("client", "browser"), "iceServers": []}
+    """frontend/wss-webrtc.js's connect() as the page calls it, with the lab's client
+    credential (its signaling token included); no ICE server at all."""
+    options = {"url": SIGNALING, "credential": default_client_file().read_text(), "iceServers": []}
     return f"""(async () => {{
       const {{ connect }} = await import('/wss-webrtc.js');
       window.bridge = await connect({json.dumps(options)});
@@ -383,7 +384,8 @@ async def chromium_mode(bench: Bench) -> dict[str, Any]:
     daemon = await bench.start_daemon("chromium")
     browser_dir = bench.workdir / "chromium"
     browser_dir.mkdir(exist_ok=True)
-    browser = Chromium(bench.client, browser_dir)
+    # The page is served over http:// from the lab's address: WebCrypto needs it treated as secure.
+    browser = Chromium(bench.client, browser_dir, secure_origins=[f"http://{HOME_IP}:8765"])
     try:
         state = await connected_page(browser)
         # The Popen's pid is Chromium's browser process (ip netns exec, bash and Debian's

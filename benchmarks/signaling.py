@@ -95,7 +95,7 @@ def start_gateway(
 
 
 async def open_ws(url: str, role: str, name: str) -> ClientConnection:
-    token = issue_token(SECRET, role, name, 3600)
+    token = issue_token(SECRET, role, name, 3600, homelabs=("laptop",) if role == "client" else ())
     return await connect(
         f"{url}?token={token}", ping_interval=None, compression=None, max_queue=None
     )

@@ -1,13 +1,19 @@
 // wss-webrtc.js: reach the services of a homelab from a web page, over WebRTC.
 //
 //   import { connect } from './wss-webrtc.js';
-//   const bridge = await connect({ url, token, target: 'laptop', iceServers: [...] });
+//   const bridge = await connect({ url, credential, target: 'laptop', iceServers: [...] });
+//   bridge.homelab;                                               // {name, id, expiresAt}, verified
 //   const response = await bridge.fetch('web', '/index.html');   // a standard Response
 //   const channel = await bridge.openChannel('echo');             // an open RTCDataChannel
 //
 // A dependency-free ES module. Signaling is the project's wire protocol (docs/protocol.md)
 // over a WebSocket; http:// services use the framing of docs/data-channels.md. Console
 // lines start with [WSSWebRTC], as the troubleshooting guide expects.
+//
+// Signaling is trusted for delivery only (docs/security.md): the offer carries the client's
+// certificate and its Ed25519 signature over the offer's DTLS fingerprints, and the answer
+// is applied only once its homelab certificate and signature check out (WebCrypto, which
+// exists only in secure contexts: https:// or localhost).
 
 const TAG = '[WSSWebRTC]';
 const CHUNK_BYTES = 16 * 1024;
@@ -64,13 +70,24 @@ function once(target, ...events) {
 }
 
 export class Bridge extends EventTarget {
-  constructor({ url, token, target = 'laptop', iceServers = [], iceTransportPolicy = 'all', timeoutMs = 20000 } = {}) {
+  constructor({ url, token, credential, target = 'laptop', iceServers = [], iceTransportPolicy = 'all', timeoutMs = 20000 } = {}) {
     super();
     if (!/^wss?:\/\//.test(url || '')) {
       throw new BridgeError('bad_request', `url must be a ws:// or wss:// URL, not ${JSON.stringify(url)}`);
     }
-    if (!token) throw new BridgeError('unauthorized', 'a token is required (homelab-p2p token issue --role client)');
+    const held = readCredential(credential);
+    token = token || held.fields.signaling_token;
+    if (!token) {
+      throw new BridgeError(
+        'unauthorized',
+        'no signaling token: give token, or a credential issued with --secret-file (its signaling_token)',
+      );
+    }
     Object.assign(this, { url, token, target, iceServers, iceTransportPolicy, timeoutMs });
+    this._credential = held; // never exposed: it holds the private key
+    this._keys = null; // the WebCrypto keys, imported on the first negotiation
+    /** The homelab the current connection's answer proved to be: {name, id, expiresAt}. */
+    this.homelab = null;
     this.pc = null;
     this.ws = null;
     this._state = { websocket: 'closed', ice: 'new', connection: 'new', pairType: null };
@@ -106,6 +123,7 @@ export class Bridge extends EventTarget {
   }
 
   async _negotiate() {
+    const keys = await this._importKeys();
     const ws = await this._openSignaling();
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
     const failed = new Promise((_, reject) => {
@@ -126,17 +144,22 @@ export class Bridge extends EventTarget {
     try {
       const echo = pc.createDataChannel('echo');
       await pc.setLocalDescription(await pc.createOffer());
+      const offer = pc.localDescription.sdp;
+      const at = Math.floor(Date.now() / 1000);
+      const proof = await subtle().sign(ED25519, keys.own, offerStatement(this.target, at, offer));
       console.log(`${TAG} Generated WebRTC signal: offer`);
-      this._signal({ type: 'offer', sdp: pc.localDescription.sdp });
+      this._signal({ type: 'offer', sdp: offer, identity: { certificate: this._credential.text, proof: toB64url(proof), at } });
       offerSent = true;
       pending.forEach((data) => this._signal(data));
       const answer = await within(this.timeoutMs, 'answer', `An answer from ${this.target}`, Promise.race([answered, failed]));
       console.log(`${TAG} Received WebRTC signal: answer`);
-      await pc.setRemoteDescription(answer);
+      const homelab = await this._checkAnswer(keys, offer, answer); // before anything reaches the peer
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       await within(this.timeoutMs, 'ice', 'WebRTC connection (ICE and DTLS)', Promise.race([this._connected(pc), failed]));
       await within(this.timeoutMs, 'channel', 'The echo channel opening', Promise.race([this._opened(echo, 'echo'), failed]));
       this.pc = pc;
       this._echo = echo;
+      this.homelab = homelab;
       await this._notePairType(pc);
       console.log(`${TAG} Peer connection established (${this._state.pairType || 'unknown'} candidate pair)`);
       return pc;
@@ -148,6 +171,41 @@ export class Bridge extends EventTarget {
       this._rejectNegotiation = this._resolveAnswer = null;
       ws.close(); // signaling is only needed to negotiate; a lost connection negotiates again
     }
+  }
+
+  /** The credential's keys in WebCrypto (imported once, not extractable); its expiry checked. */
+  async _importKeys() {
+    const { claims } = this._credential;
+    if (claims.e * 1000 <= Date.now()) {
+      throw new BridgeError(
+        'bad_credential',
+        `your credential (client '${claims.n}', credential ${claims.i}) expired at ${isoDate(claims.e)}; ask the operator for a new one`,
+      );
+    }
+    this._keys ??= importKeys(this._credential).catch((error) => {
+      this._keys = null;
+      throw error;
+    });
+    return this._keys;
+  }
+
+  /** The homelab's {name, id, expiresAt} if the answer is its own, to this very offer. */
+  async _checkAnswer(keys, offer, answer) {
+    let homelab;
+    try {
+      homelab = await verifyAnswer(keys, this._credential.claims.i, this.target, offer, answer);
+    } catch (error) {
+      throw new BridgeError(
+        'identity',
+        `the answer is not from homelab '${this.target}': ${error.message}. Nothing was sent to it. ` +
+          'If this repeats, the signaling service (or something on its path) is forging answers; tell the operator.',
+        { step: 'identity' },
+      );
+    }
+    console.log(
+      `${TAG} Verified homelab '${homelab.name}' (credential ${homelab.id}), certified until ${homelab.expiresAt.toISOString()}`,
+    );
+    return homelab;
   }
 
   _openSignaling() {
@@ -207,7 +265,7 @@ export class Bridge extends EventTarget {
     const data = message && message.action === 'sendSignal' ? message.data : null;
     const signal = typeof data === 'string' ? safeParse(data) : data;
     if (!signal || typeof signal !== 'object') return;
-    if (signal.type === 'answer') this._resolveAnswer?.({ type: 'answer', sdp: signal.sdp });
+    if (signal.type === 'answer') this._resolveAnswer?.({ sdp: signal.sdp, identity: signal.identity });
     else if (signal.type === 'error') {
       this._rejectNegotiation?.(new BridgeError(signal.code || 'refused', signal.message || 'the homelab refused the connection'));
     }
@@ -341,9 +399,187 @@ export class Bridge extends EventTarget {
     this.ws?.close();
     this.pc?.close();
     this.pc = null;
+    this.homelab = null;
     this._update({ connection: 'closed', ice: 'closed' });
     this.dispatchEvent(new Event('close'));
   }
+}
+
+// --- identity: the formats of p2p_protocol/identity.py, signed and checked with WebCrypto ----
+
+const ED25519 = { name: 'Ed25519' };
+// A PKCS#8 Ed25519 private key is this DER header followed by the 32-byte seed (RFC 8410).
+const PKCS8_ED25519_PREFIX = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const KEY_CHARS = 43; // 32 bytes in unpadded base64url
+const SIGNATURE_CHARS = 86; // 64 bytes
+// Python's str.splitlines() breaks, so both sides see the same lines.
+const LINE_BREAK = /\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]/;
+const FINGERPRINT = /^a=fingerprint:(\S+) ([0-9A-Fa-f:]+)\s*$/;
+
+function subtle() {
+  if (!globalThis.crypto?.subtle) {
+    throw new BridgeError(
+      'insecure_context',
+      `this page (${globalThis.location?.origin}) is not a secure context, so the browser offers no WebCrypto to sign with: ` +
+        'load it over https://, or from localhost',
+    );
+  }
+  return crypto.subtle;
+}
+
+function toB64url(bytes) {
+  const binary = String.fromCharCode(...new Uint8Array(bytes));
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The bytes of canonical unpadded base64url `text`; an Error naming `what` otherwise. */
+function fromB64url(text, what, chars) {
+  if (typeof text !== 'string' || !/^[A-Za-z0-9_-]+$/.test(text)) throw new Error(`${what} is not base64url`);
+  if (chars !== undefined && text.length !== chars) throw new Error(`${what} is ${text.length} characters long, not ${chars}`);
+  let bytes;
+  try {
+    const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((text.length + 3) % 4));
+    bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  } catch {
+    throw new Error(`${what} has a length no base64url text has`);
+  }
+  if (toB64url(bytes) !== text) throw new Error(`${what} is not canonical base64url (it was altered)`);
+  return bytes;
+}
+
+/** `hpc1.<payload>.<signature>` split, its claims decoded (not verified); an Error says why not. */
+function parseCertificate(text) {
+  const parts = typeof text === 'string' ? text.split('.') : [];
+  if (parts.length !== 3 || parts[0] !== 'hpc1') throw new Error('the certificate is not an hpc1.<payload>.<signature>');
+  const claims = safeParse(new TextDecoder().decode(fromB64url(parts[1], "the certificate's payload")));
+  const valid =
+    claims &&
+    ['k', 'n', 'p'].every((key) => typeof claims[key] === 'string') &&
+    /^[0-9a-f]{16}$/.test(claims.i) &&
+    Number.isInteger(claims.e);
+  if (!valid) throw new Error("the certificate's payload is not a certificate's claims");
+  return {
+    signedPart: `${parts[0]}.${parts[1]}`,
+    claims,
+    signature: fromB64url(parts[2], "the certificate's signature", SIGNATURE_CHARS),
+  };
+}
+
+/** A client credential (its JSON text or object) read, not yet imported; BridgeError if it is not one. */
+function readCredential(credential) {
+  const fields = typeof credential === 'string' ? safeParse(credential) : credential;
+  const complete = fields && ['certificate', 'key', 'operator'].every((key) => typeof fields[key] === 'string');
+  if (!complete) {
+    throw new BridgeError(
+      'bad_credential',
+      'a credential is required: the JSON that `homelab-p2p credential issue --kind client` writes (certificate, key, operator)',
+    );
+  }
+  let claims;
+  try {
+    claims = parseCertificate(fields.certificate).claims;
+  } catch (error) {
+    throw new BridgeError('bad_credential', `the credential is not usable: ${error.message}`);
+  }
+  if (claims.k !== 'client') {
+    throw new BridgeError('bad_credential', `the credential is a ${claims.k}'s, not a client's: load the client's credential file`);
+  }
+  if (!Array.isArray(claims.h) || !Array.isArray(claims.s)) {
+    throw new BridgeError('bad_credential', "the credential is not usable: its certificate lists no homelabs and services");
+  }
+  return { fields, claims, text: fields.certificate };
+}
+
+/** What a credential certifies, without its key: {kind, name, id, expiresAt, homelabs, services}. */
+export function describeCredential(credential) {
+  const { claims } = readCredential(credential);
+  return { kind: claims.k, name: claims.n, id: claims.i, expiresAt: new Date(claims.e * 1000), homelabs: claims.h, services: claims.s };
+}
+
+async function importKeys({ fields, claims }) {
+  const api = subtle();
+  try {
+    const seed = fromB64url(fields.key, "the credential's key", KEY_CHARS);
+    const pkcs8 = new Uint8Array(PKCS8_ED25519_PREFIX.length + seed.length);
+    pkcs8.set(PKCS8_ED25519_PREFIX);
+    pkcs8.set(seed, PKCS8_ED25519_PREFIX.length);
+    const own = await api.importKey('pkcs8', pkcs8, ED25519, false, ['sign']);
+    if (!fields.operator.startsWith('hpk1.')) throw new Error("its operator key is not an hpk1.<key> text");
+    const operatorRaw = fromB64url(fields.operator.slice(5), "its operator key", KEY_CHARS);
+    const operator = await api.importKey('raw', operatorRaw, ED25519, false, ['verify']);
+    // The key must be the certificate's: a mismatch would only surface as the homelab's refusal.
+    const certified = await api.importKey('raw', fromB64url(claims.p, "its certificate's key", KEY_CHARS), ED25519, false, ['verify']);
+    const probe = new TextEncoder().encode('homelab-p2p key check');
+    if (!(await api.verify(ED25519, certified, await api.sign(ED25519, own, probe), probe))) {
+      throw new Error('its key does not belong to its certificate');
+    }
+    return { own, operator };
+  } catch (error) {
+    if (error.name === 'NotSupportedError') {
+      throw new BridgeError('unsupported_browser', 'this browser has no Ed25519 in WebCrypto (Chrome 137, Firefox 129, Safari 17 and later have)');
+    }
+    throw new BridgeError('bad_credential', `the credential is not usable: ${error.message}`);
+  }
+}
+
+/** Every DTLS fingerprint of an SDP, "sha-256 AB:CD:...", each once, sorted (sdp_fingerprints). */
+function sdpFingerprints(sdp) {
+  const found = new Set();
+  for (const line of sdp.split(LINE_BREAK)) {
+    const match = FINGERPRINT.exec(line);
+    if (match) found.add(`${match[1].toLowerCase()} ${match[2].toUpperCase()}`);
+  }
+  return [...found].sort();
+}
+
+function statement(lines) {
+  return new TextEncoder().encode(lines.map((line) => `${line}\n`).join(''));
+}
+
+function offerStatement(homelab, at, offer) {
+  return statement(['homelab-p2p offer v1', `to ${homelab}`, `at ${at}`, ...sdpFingerprints(offer).map((fp) => `fingerprint ${fp}`)]);
+}
+
+function answerStatement(clientId, offer, answer) {
+  return statement([
+    'homelab-p2p answer v1',
+    `client ${clientId}`,
+    ...sdpFingerprints(offer).map((fp) => `offer-fingerprint ${fp}`),
+    ...sdpFingerprints(answer).map((fp) => `answer-fingerprint ${fp}`),
+  ]);
+}
+
+function isoDate(epochSeconds) {
+  return new Date(epochSeconds * 1000).toISOString();
+}
+
+/** The homelab's {name, id, expiresAt} if `answer` is its signed answer to `offer`; an Error says why not. */
+async function verifyAnswer(keys, clientId, target, offer, answer) {
+  const api = subtle();
+  if (typeof answer.sdp !== 'string') throw new Error('it carries no SDP');
+  const identity = answer.identity;
+  if (!identity || typeof identity !== 'object') throw new Error('it carries no credential (no "identity" field)');
+  if (typeof identity.certificate !== 'string' || typeof identity.proof !== 'string') {
+    throw new Error('its "identity" field needs a certificate and a proof (strings)');
+  }
+  const certificate = parseCertificate(identity.certificate);
+  const signedPart = new TextEncoder().encode(certificate.signedPart);
+  if (!(await api.verify(ED25519, keys.operator, certificate.signature, signedPart))) {
+    throw new Error("its certificate is not signed by your operator's key (another operator, or altered)");
+  }
+  const { k: kind, n: name, i: id, e: expiry } = certificate.claims;
+  const shown = name.slice(0, 64); // the sender's text, in a message: kept short
+  if (kind !== 'homelab') throw new Error(`its certificate is a ${kind.slice(0, 16)}'s, not a homelab's`);
+  if (name !== target) throw new Error(`its certificate is homelab '${shown}''s, not '${target}''s`);
+  if (expiry * 1000 <= Date.now()) throw new Error(`the credential of homelab '${shown}' (credential ${id}) expired at ${isoDate(expiry)}`);
+  const holder = await api.importKey('raw', fromB64url(certificate.claims.p, "its certificate's key", KEY_CHARS), ED25519, false, ['verify']);
+  const signature = fromB64url(identity.proof, 'its proof', SIGNATURE_CHARS);
+  if (!(await api.verify(ED25519, holder, signature, answerStatement(clientId, offer, answer.sdp)))) {
+    throw new Error(
+      `its proof is not homelab '${shown}' (credential ${id})'s signature over this very SDP (altered on the way, or replayed into another session)`,
+    );
+  }
+  return { name, id, expiresAt: new Date(expiry * 1000) };
 }
 
 function safeParse(text) {

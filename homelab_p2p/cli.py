@@ -83,6 +83,12 @@ def _add_token_issue_parser(actions: Subcommands) -> None:
     )
     issue.add_argument("--name", required=True, help="the homelab's name, or a label for a client")
     issue.add_argument(
+        "--homelab",
+        action="append",
+        default=[],
+        help="a homelab a client token may reach (repeat; required for --role client)",
+    )
+    issue.add_argument(
         "--ttl",
         type=_ttl,
         default="30d",
@@ -208,11 +214,19 @@ def _add_secret_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the signing secret, in this environment variable (keeps it off the disk)",
     )
+    source.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="the signing secret, the first line of stdin (off the disk and any command line; "
+        "verify then reads the token from the rest of stdin or --token-file)",
+    )
 
 
 def _load_secret(args: argparse.Namespace) -> bytes:
     if args.secret_file is not None:
         return load_secret_file(args.secret_file)
+    if args.secret_stdin:
+        return check_secret(sys.stdin.readline().strip().encode(), "the secret on stdin")
     value = os.environ.get(args.secret_env, "").strip()
     if not value:
         raise SecretError(f"the environment variable {args.secret_env} is not set or empty")
@@ -251,11 +265,14 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _client_command(
-    args: argparse.Namespace, run: Callable[[ClientOptions], Coroutine[Any, Any, int]]
+    args: argparse.Namespace,
+    run: Callable[[ClientOptions], Coroutine[Any, Any, int]],
+    reaches_homelab: bool = True,
 ) -> int:
+    """``run`` with the options; one that only talks to signaling needs no credential."""
     configure_logging(("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)])
     try:
-        options = client_options(args)
+        options = client_options(args, needs_credential=reaches_homelab)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -339,7 +356,7 @@ def _guide(args: argparse.Namespace) -> int:
 
 
 def _echo(args: argparse.Namespace) -> int:
-    return _client_command(args, echo)
+    return _client_command(args, echo, reaches_homelab=False)
 
 
 def _pipe(args: argparse.Namespace) -> int:
@@ -349,7 +366,8 @@ def _pipe(args: argparse.Namespace) -> int:
 def _issue(args: argparse.Namespace) -> int:
     try:
         secret = _load_secret(args)
-        print(issue_token(secret, args.role, args.name, args.ttl))
+        homelabs = tuple(dict.fromkeys(args.homelab))
+        print(issue_token(secret, args.role, args.name, args.ttl, homelabs=homelabs))
     except (SecretError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -91,7 +91,8 @@ class ClientOptions:
     signaling_url: str
     token: str
     target: str
-    credential: Credential
+    credential: Credential | None
+    """Who the client is to the homelab; None only for what talks to signaling alone (echo)."""
     ice: IcePolicy
     timeout: float = 20.0
     relay_only: bool = False
@@ -156,6 +157,13 @@ class BridgeClient:
 
     async def _negotiate(self) -> RTCPeerConnection:
         options = self.options
+        credential = options.credential
+        if credential is None:
+            raise ClientError(
+                ClientStep.IDENTITY,
+                "no credential: pass --credential-file; the operator issues one "
+                "(`homelab-p2p credential issue`, docs/security.md)",
+            )
         started = time.monotonic()
         try:
             link = await Link.open(
@@ -174,11 +182,11 @@ class BridgeClient:
                 {
                     "action": "sendSignal",
                     "to": options.target,
-                    "data": offer_signal(options.credential, options.target, offer),
+                    "data": offer_signal(credential, options.target, offer),
                 }
             )
             answer = await self._wait_answer()
-            self._check_answer(offer, answer)
+            self._check_answer(credential, offer, answer)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
             await self._wait_connected(pc)
             await self._wait_open(probe, PROBE_LABEL)
@@ -236,10 +244,10 @@ class BridgeClient:
             )
         return signal
 
-    def _check_answer(self, offer: str, answer: signals.Signal) -> None:
+    def _check_answer(self, credential: Credential, offer: str, answer: signals.Signal) -> None:
         target = self.options.target
         try:
-            homelab = check_answer(self.options.credential, target, offer, answer)
+            homelab = check_answer(credential, target, offer, answer)
         except IdentityError as exc:
             raise ClientError(
                 ClientStep.IDENTITY,

@@ -104,10 +104,12 @@ def _read_token(path: Path) -> str:
         raise ConfigError(str(exc)) from None
 
 
-def _credential(args: argparse.Namespace, file: dict[str, Any]) -> Credential:
+def _credential(args: argparse.Namespace, file: dict[str, Any], needed: bool) -> Credential | None:
     explicit = args.credential_file or file.get("credential_file")
     path = Path(explicit or DEFAULT_CREDENTIAL).expanduser()
     if not explicit and not path.exists():
+        if not needed:
+            return None
         raise ConfigError(
             "no credential: pass --credential-file or set credential_file in "
             f"{DEFAULT_CONFIG}; the operator issues one (`homelab-p2p credential issue`, "
@@ -145,7 +147,7 @@ def _data_path(args: argparse.Namespace, file: dict[str, Any]) -> DataPathOption
         raise ConfigError(f"client configuration: {exc}") from None
 
 
-def client_options(args: argparse.Namespace) -> ClientOptions:
+def client_options(args: argparse.Namespace, needs_credential: bool = True) -> ClientOptions:
     """The options the flags and the configuration file give; ConfigError says what is missing."""
     file = _load_file(args.config)
     url = args.signaling_url or file.get("signaling_url")
@@ -153,7 +155,7 @@ def client_options(args: argparse.Namespace) -> ClientOptions:
         raise ConfigError(
             f"no signaling URL: pass --signaling-url or set signaling_url in {DEFAULT_CONFIG}"
         )
-    credential = _credential(args, file)
+    credential = _credential(args, file, needs_credential)
     if args.token:
         token = args.token
     elif args.token_file:
@@ -162,12 +164,12 @@ def client_options(args: argparse.Namespace) -> ClientOptions:
         token = str(file["token"])
     elif file.get("token_file"):
         token = _read_token(Path(file["token_file"]))
-    elif credential.signaling_token:
+    elif credential is not None and credential.signaling_token:
         token = credential.signaling_token
     else:
         raise ConfigError(
-            f"no token: {credential.certificate.describe()}'s credential holds no signaling "
-            f"token; pass --token or --token-file, or set token_file in {DEFAULT_CONFIG}"
+            "no token: pass --token or --token-file, or set token_file in "
+            f"{DEFAULT_CONFIG}, or use a credential that holds a signaling token"
         )
     timeout = args.timeout if args.timeout is not None else file.get("timeout", 20.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from p2p_protocol.identity import KINDS, IdentityError
-from p2p_protocol.tokens import SecretError, issue_token, parse_ttl
+from p2p_protocol.tokens import SecretError, check_secret, issue_token, parse_ttl
 from p2p_runtime.credentials import load_secret_file
 from p2p_runtime.identity import (
     Credential,
@@ -75,10 +75,16 @@ def add_credential_parsers(subcommands: Subcommands) -> None:
         help="a service the client may open (repeat; '*' for every one)",
     )
     issue.add_argument("--ttl", type=_ttl, default=_ttl("90d"), help="lifetime (default: 90d)")
-    issue.add_argument(
+    secret = issue.add_mutually_exclusive_group()
+    secret.add_argument(
         "--secret-file",
         type=Path,
         help="signaling's signing secret: also put a signaling token in the credential",
+    )
+    secret.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="the same, the secret read from stdin (off the disk and any command line)",
     )
     issue.add_argument("--out", type=Path, required=True, help="where to write it (0600)")
     issue.add_argument("--force", action="store_true", help="replace an existing file")
@@ -136,15 +142,20 @@ def _issue(args: argparse.Namespace) -> int:
     try:
         operator = load_operator_key(args.operator_key)
         token = ""
-        if args.secret_file is not None:
-            secret = load_secret_file(args.secret_file)
-            token = issue_token(secret, args.kind, args.name, args.ttl)
+        homelabs = tuple(dict.fromkeys(args.homelab))
+        if args.secret_file is not None or args.secret_stdin:
+            secret = (
+                load_secret_file(args.secret_file)
+                if args.secret_file is not None
+                else check_secret(sys.stdin.readline().strip().encode(), "the secret on stdin")
+            )
+            token = issue_token(secret, args.kind, args.name, args.ttl, homelabs=homelabs)
         credential = new_credential(
             operator,
             args.kind,
             args.name,
             ttl_seconds=args.ttl,
-            homelabs=tuple(dict.fromkeys(args.homelab)),
+            homelabs=homelabs,
             services=tuple(dict.fromkeys(args.service)),
             signaling_token=token,
         )

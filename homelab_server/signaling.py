@@ -39,6 +39,7 @@ from signaling_client.link import (
     SignalingError,
     SignalingRefused,
 )
+from signaling_client.tickets import ReplyTickets
 
 __all__ = ["HomelabSignaling", "backoff_delay"]
 
@@ -66,6 +67,8 @@ class HomelabSignaling:
         self._opening: tuple[int, asyncio.Task[Link]] | None = None
         self._watching: tuple[int, asyncio.Task[Any]] | None = None  # the active link's close
         self._retiring = OwnedTasks(log, "Closing a replaced signaling connection")
+        self._tickets = ReplyTickets()
+        """Signaling's tickets for answering each client, kept across connections."""
         self.registered = asyncio.Event()
         self.disconnected = asyncio.Event()
         """Set while there is no registered connection (cleared again on registration)."""
@@ -87,8 +90,12 @@ class HomelabSignaling:
         if link is None:
             log.warning("Signaling: not connected; a signal to %s was dropped", to)
             return False
+        message = {"action": "sendSignal", "to": to, "data": data}
+        ticket = self._tickets.for_client(to)
+        if ticket is not None:
+            message["ticket"] = ticket
         try:
-            await link.send({"action": "sendSignal", "to": to, "data": data})
+            await link.send(message)
         except SignalingError:
             log.warning("Signaling: the connection closed; a signal to %s was dropped", to)
             return False
@@ -101,7 +108,9 @@ class HomelabSignaling:
         except ConfigError as exc:
             raise SignalingRefused(str(exc)) from None
         log.info("Signaling: connecting to %s", config.signaling_url)
-        link = await Link.open(config.signaling_url, token, self._on_signal, self._on_error)
+        link = await Link.open(
+            config.signaling_url, token, self._on_signal, self._on_error, self._tickets
+        )
         log.info("WebSocket connected to %s", config.signaling_url)
         try:
             reply = await link.request(

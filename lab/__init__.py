@@ -19,10 +19,17 @@ OPERATOR = Ed25519PrivateKey.generate()
 
 
 def token(
-    role: str = "client", name: str = "alice", ttl: int = 3600, now: float | None = None
+    role: str = "client",
+    name: str = "alice",
+    ttl: int = 3600,
+    now: float | None = None,
+    homelabs: tuple[str, ...] = ("laptop",),
 ) -> str:
-    """A token signed with SECRET (``now`` in the past makes an expired one)."""
-    return issue_token(SECRET, role, name, ttl, now=now)
+    """A token signed with SECRET (``now`` in the past makes an expired one); a client's
+    reaches ``homelabs``."""
+    return issue_token(
+        SECRET, role, name, ttl, now=now, homelabs=homelabs if role == "client" else ()
+    )
 
 
 def credential(
@@ -44,7 +51,7 @@ def credential(
         ttl_seconds=ttl,
         homelabs=homelabs,
         services=services,
-        signaling_token=token(kind, name, ttl, now),
+        signaling_token=token(kind, name, ttl, now, homelabs or ("laptop",)),
         now=now,
     )
 

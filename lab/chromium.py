@@ -4,6 +4,11 @@
 and events out), NUL-separated JSON, so no debugging port is opened and the browser can
 live in a network namespace of its own. Flags follow the lab recipe: no background
 networking, no component updates, no mDNS-obfuscated host candidates.
+
+The lab serves pages over plain http:// from namespace addresses, which are not secure
+contexts, and browsers give WebCrypto (wss-webrtc.js signs with Ed25519) to secure contexts
+only: ``secure_origins`` names the origins Chromium is to treat as secure, as https:// or
+localhost would be.
 """
 
 import asyncio
@@ -12,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +53,12 @@ class BrowserError(AssertionError):
 class Chromium:
     """One headless browser with one page; ``console`` collects every console line."""
 
-    def __init__(self, namespace: Namespace, workdir: Path) -> None:
+    def __init__(
+        self, namespace: Namespace, workdir: Path, secure_origins: Sequence[str] = ()
+    ) -> None:
         self.namespace = namespace
         self.workdir = workdir
+        self.secure_origins = tuple(secure_origins)
         self.console: list[str] = []
         self._process: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -67,6 +76,9 @@ class Chromium:
         # bash maps the pipe ends onto the descriptors Chromium expects, 3 and 4.
         wrapper = f'exec "$0" "$@" 3<&{commands_read} 4>&{events_write}'
         argv = ["bash", "-c", wrapper, CHROMIUM, *FLAGS, f"--user-data-dir={profile}"]
+        if self.secure_origins:
+            origins = ",".join(self.secure_origins)
+            argv.append(f"--unsafely-treat-insecure-origin-as-secure={origins}")
         with (self.workdir / "chromium.log").open("wb") as log:
             self._process = self.namespace.popen(
                 [*argv, "about:blank"],

@@ -8,9 +8,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from p2p_runtime.identity import write_private
+
+if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 GATEWAY = Path(sys.executable).with_name("signaling-gateway")
+MANAGEMENT_SECRET = "lab-management-secret-0123456789abcdef-0123456789"
+"""What ``write_management_secret`` writes, for a gateway a test must call the API of."""
 SERVING = re.compile(r"Serving (ws://\S+)")
 MANAGEMENT = re.compile(r"management API on (http://\S+),")
 
@@ -96,3 +106,18 @@ class GatewayProcess:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+
+
+def write_management_secret(path: Path) -> Path:
+    """A ``--management-secret-file`` holding MANAGEMENT_SECRET, readable by its owner only."""
+    write_private(path, MANAGEMENT_SECRET + "\n")
+    return path
+
+
+def management_client(url: str, secret: str = MANAGEMENT_SECRET) -> "ApiGatewayManagementApiClient":
+    """The management API as the handler calls it: boto3, signed with ``secret``, no retry."""
+    return boto3.session.Session(
+        aws_access_key_id="lab", aws_secret_access_key=secret, region_name="us-east-1"
+    ).client(
+        "apigatewaymanagementapi", endpoint_url=url, config=Config(retries={"max_attempts": 1})
+    )

@@ -36,9 +36,16 @@ class Namespace:
     def command(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *argv: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.command(argv), check=check, capture_output=True, text=True, timeout=60
+            self.command(argv),
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=input,
         )
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> "subprocess.Popen[Any]":

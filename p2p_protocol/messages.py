@@ -21,6 +21,7 @@ IDENTIFY = "identify"
 MAX_DATA_BYTES = 65536
 """Largest ``data`` (as JSON) relayed; a relayed envelope then fits API Gateway's 128 KiB."""
 MAX_TARGET_LENGTH = 256
+MAX_TICKET_LENGTH = 64
 _SIGNAL_TYPE = re.compile(r"[A-Za-z][A-Za-z_-]{0,31}")
 MAX_NESTING = 32
 """Deepest JSON nesting accepted; WebRTC signals nest two or three levels."""
@@ -68,6 +69,8 @@ class BadMessage(Exception):
 class SendSignal:
     to: str
     data: Any
+    ticket: str | None = None
+    """A homelab's reply ticket for ``to`` (the one signaling gave it with that client's signal)."""
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,13 @@ def is_internal_error(message: dict[str, Any]) -> bool:
     return message.get("message") == INTERNAL_ERROR_MESSAGE
 
 
-def relay_envelope(sender: str, to: str, data: Any) -> dict[str, Any]:
-    """What the target of ``sendSignal`` receives (and what an echo returns)."""
-    return {"action": "sendSignal", "from": sender, "to": to, "data": data}
+def relay_envelope(sender: str, to: str, data: Any, ticket: str | None = None) -> dict[str, Any]:
+    """What the target of ``sendSignal`` receives (and what an echo returns); a homelab also
+    gets the ``ticket`` it needs to answer the sender."""
+    envelope = {"action": "sendSignal", "from": sender, "to": to, "data": data}
+    if ticket is not None:
+        envelope["ticket"] = ticket
+    return envelope
 
 
 def identify_reply(connection_id: str) -> dict[str, Any]:
@@ -234,7 +241,12 @@ def parse_send_signal(message: dict[str, Any]) -> SendSignal:
             ErrorCode.PAYLOAD_TOO_LARGE,
             f'"data" is {size} bytes as JSON; at most {MAX_DATA_BYTES} are relayed',
         )
-    return SendSignal(to=to, data=data)
+    ticket = message.get("ticket")
+    if ticket is not None and (not isinstance(ticket, str) or len(ticket) > MAX_TICKET_LENGTH):
+        raise BadMessage(
+            ErrorCode.BAD_REQUEST, f'"ticket" must be a string of at most {MAX_TICKET_LENGTH}'
+        )
+    return SendSignal(to=to, data=data, ticket=ticket)
 
 
 def parse_register(message: dict[str, Any]) -> Register:

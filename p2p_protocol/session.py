@@ -77,6 +77,8 @@ class Lost(RequestEvent):
 class SignalReceived:
     sender: str
     data: Any
+    ticket: str | None = None
+    """Signaling's reply ticket for the sender (only a homelab gets one)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,14 @@ class LinkProtocol:
                 )
                 return
         if message.get("action") == "sendSignal" and isinstance(message.get("from"), str):
-            self._events.append(SignalReceived(message["from"], message.get("data")))
+            ticket = message.get("ticket")
+            self._events.append(
+                SignalReceived(
+                    message["from"],
+                    message.get("data"),
+                    ticket if isinstance(ticket, str) else None,
+                )
+            )
         elif "error" in message or is_internal_error(message):
             self._events.append(ErrorReceived(message))
         elif message.get("action") == "pong":

@@ -6,6 +6,7 @@ HMAC-SHA256 under a secret shared by whoever issues tokens and the signaling fun
     hp1.<payload>.<signature>
 
 ``payload`` is base64url (unpadded) compact JSON ``{"e":<expiry epoch s>,"n":<name>,"r":<role>}``
+plus, for a client, ``"h":[<homelab names>]``: the homelabs signaling relays its signals to
 and ``signature`` is base64url HMAC-SHA256 over ``hp1.<payload>``. Tokens travel in the
 WebSocket URL (``?token=``), so every character is URL-safe.
 
@@ -28,6 +29,7 @@ TOKEN_VERSION = "hp1"  # noqa: S105 - the format tag, not a secret
 ROLES = ("homelab", "client")
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_LENGTH = 1024
+MAX_HOMELABS = 16
 SIGNATURE_LENGTH = 43
 """Characters of an HMAC-SHA256 (32 bytes) in unpadded base64url."""
 _TTL = re.compile(r"(\d+)([smhd]?)")
@@ -48,6 +50,8 @@ class TokenClaims:
     role: str
     name: str
     expires_at: int
+    homelabs: tuple[str, ...] = ()
+    """The homelabs a client may send signals to (a homelab's token names none)."""
 
     def describe(self) -> str:
         return f"{self.role} {self.name!r}"
@@ -86,19 +90,43 @@ def _signature(secret: bytes, signed_part: str) -> bytes:
 
 
 def issue_token(
-    secret: bytes, role: str, name: str, ttl_seconds: int, now: float | None = None
+    secret: bytes,
+    role: str,
+    name: str,
+    ttl_seconds: int,
+    *,
+    now: float | None = None,
+    homelabs: tuple[str, ...] = (),
 ) -> str:
-    """A token for ``role``/``name`` that expires ``ttl_seconds`` from ``now``."""
+    """A token for ``role``/``name`` that expires ``ttl_seconds`` from ``now``; a client's
+    names the ``homelabs`` it may reach."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
     if not is_valid_name(name):
         raise ValueError(f"name {name!r} is not valid: use {NAME_RULE}")
+    _check_homelabs(role, homelabs)
     check_secret(secret, "the secret")
     expires_at = int(time.time() if now is None else now) + ttl_seconds
-    claims = {"e": expires_at, "n": name, "r": role}
+    claims: dict[str, object] = {"e": expires_at, "n": name, "r": role}
+    if role == "client":
+        claims["h"] = list(homelabs)
     payload = b64url.encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signed_part = f"{TOKEN_VERSION}.{payload}"
     return f"{signed_part}.{b64url.encode(_signature(secret, signed_part))}"
+
+
+def _check_homelabs(role: str, homelabs: tuple[str, ...]) -> None:
+    if role == "homelab":
+        if homelabs:
+            raise ValueError("a homelab's token names no homelabs")
+        return
+    if not homelabs:
+        raise ValueError("a client's token names the homelabs it may reach (--homelab NAME)")
+    if len(homelabs) > MAX_HOMELABS:
+        raise ValueError(f"a token names at most {MAX_HOMELABS} homelabs")
+    for homelab in homelabs:
+        if not is_valid_name(homelab):
+            raise ValueError(f"homelab {homelab!r} is not valid: use {NAME_RULE}")
 
 
 def verify_token(secret: bytes, token: object, now: float | None = None) -> TokenClaims:
@@ -130,7 +158,36 @@ def verify_token(secret: bytes, token: object, now: float | None = None) -> Toke
         raise TokenError("the token's payload is not valid")
     assert isinstance(role, str)
     assert isinstance(name, str)
+    homelabs = claims.get("h", [])
+    if not isinstance(homelabs, list) or not all(isinstance(h, str) for h in homelabs):
+        raise TokenError("the token's payload is not valid")
+    try:
+        _check_homelabs(role, tuple(homelabs))
+    except ValueError as exc:
+        raise TokenError(f"the token is not usable: {exc}; issue a new one") from None
     if expires_at <= (time.time() if now is None else now):
         when = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         raise TokenError(f"the token expired at {when}")
-    return TokenClaims(role=role, name=name, expires_at=expires_at)
+    return TokenClaims(role=role, name=name, expires_at=expires_at, homelabs=tuple(homelabs))
+
+
+REPLY_TICKET_LENGTH = 22
+"""Characters of a reply ticket: 16 bytes of HMAC-SHA256 in unpadded base64url."""
+
+
+def reply_ticket(secret: bytes, homelab: str, client_connection: str) -> str:
+    """What lets homelab ``homelab`` answer the client on ``client_connection``.
+
+    Signaling hands it to the homelab with each signal of that client, and accepts a
+    homelab's signal to a connection id only with the ticket for that pair: a homelab
+    answers the clients that contacted it, and no one else. Bound to the homelab's name,
+    not its connection, so it survives the homelab's reconnections.
+    """
+    signed = f"reply\n{homelab}\n{client_connection}".encode()
+    return b64url.encode(hmac.new(secret, signed, hashlib.sha256).digest()[:16])
+
+
+def is_reply_ticket(secret: bytes, homelab: str, client_connection: str, ticket: object) -> bool:
+    if not isinstance(ticket, str) or len(ticket) != REPLY_TICKET_LENGTH:
+        return False
+    return hmac.compare_digest(ticket, reply_ticket(secret, homelab, client_connection))

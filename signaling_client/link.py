@@ -30,6 +30,7 @@ from p2p_protocol.session import (
     TimedOut,
 )
 from p2p_runtime.tasks import OwnedTasks
+from signaling_client.tickets import ReplyTickets
 
 log = logging.getLogger("signaling_client")
 
@@ -92,9 +93,14 @@ class Link:
     """One WebSocket connection to the signaling service."""
 
     def __init__(
-        self, ws: ClientConnection, on_signal: SignalHandler, on_error: ErrorHandler
+        self,
+        ws: ClientConnection,
+        on_signal: SignalHandler,
+        on_error: ErrorHandler,
+        tickets: ReplyTickets | None = None,
     ) -> None:
         self.ws = ws
+        self._tickets = tickets
         self.connection_id: str | None = None
         self._on_signal = on_signal
         self._on_error = on_error
@@ -106,8 +112,15 @@ class Link:
 
     @classmethod
     async def open(
-        cls, url: str, token: str, on_signal: SignalHandler, on_error: ErrorHandler
+        cls,
+        url: str,
+        token: str,
+        on_signal: SignalHandler,
+        on_error: ErrorHandler,
+        tickets: ReplyTickets | None = None,
     ) -> "Link":
+        """A connection to signaling; a homelab passes ``tickets`` to keep the reply tickets
+        that come with clients' signals."""
         separator = "&" if "?" in url else "?"
         try:
             ws = await connect(
@@ -130,7 +143,7 @@ class Link:
             raise SignalingUnreachable(
                 f"WebSocket connection failed: cannot reach {url}: {reason}; {GUIDE_URL_HINT}"
             ) from None
-        return cls(ws, on_signal, on_error)
+        return cls(ws, on_signal, on_error, tickets)
 
     async def _read(self) -> None:
         try:
@@ -148,7 +161,9 @@ class Link:
         """Act on what the protocol made of the frames: callbacks, log lines, replies."""
         for event in self._protocol.events_received():
             match event:
-                case SignalReceived(sender, data):
+                case SignalReceived(sender, data, ticket):
+                    if ticket is not None and self._tickets is not None:
+                        self._tickets.remember(sender, ticket)
                     self._tasks.spawn(self._on_signal(sender, data))
                 case ErrorReceived(message):
                     self._tasks.spawn(self._on_error(message))

@@ -20,6 +20,7 @@ from p2p_runtime.logs import configure_logging
 from p2p_runtime.sdnotify import notify
 from p2p_runtime.stop import stop_on_signal
 from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
+from signaling_gateway.sigv4 import new_secret as new_management_secret
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.settings import Settings
 
@@ -72,6 +73,15 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="port of the management API, always on 127.0.0.1 (default: --port + 1)",
+    )
+    parser.add_argument(
+        "--management-secret-file",
+        type=Path,
+        default=None,
+        metavar="F",
+        help="file holding the secret the management API's callers must sign with (SigV4, "
+        "as the secret access key; 32+ bytes, readable by its owner only); default: a random "
+        "secret only this process knows",
     )
 
 
@@ -208,12 +218,29 @@ def _checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"--static-dir {args.static_dir} is not a directory")
 
 
+def load_management_secret(path: Path) -> str:
+    """The management secret a file holds; SecretError says why it cannot be used."""
+    secret = load_secret_file(path)
+    if path.stat().st_mode & 0o077:
+        raise SecretError(
+            f"the management secret file {path} is open to other users; make it readable "
+            f"by its owner only (chmod 600 {path})"
+        )
+    try:
+        return secret.decode("utf-8")  # botocore takes the secret access key as text
+    except UnicodeDecodeError:
+        raise SecretError(
+            f"the management secret file {path} is not text; create one with "
+            f"`homelab-p2p token new-secret --out {path}`"
+        ) from None
+
+
 async def serve(config: GatewayConfig, settings: Settings) -> int:
-    # The handler signs its management API calls as it does on AWS; the local API does not
-    # check signatures (it listens on loopback only), so any static credentials do.
+    # The handler signs its management API calls as it does on AWS, with the secret the
+    # management API checks (sigv4.py): no other local user can call that API.
     session = boto3.session.Session(
         aws_access_key_id="signaling-gateway",
-        aws_secret_access_key="local",  # noqa: S106 - nothing checks it (see above)
+        aws_secret_access_key=config.management_secret,
         region_name="us-east-1",
     )
 
@@ -249,7 +276,7 @@ async def serve(config: GatewayConfig, settings: Settings) -> int:
     return 0
 
 
-def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
+def _gateway_config(args: argparse.Namespace, management_secret: str) -> GatewayConfig:
     static_dir = args.static_dir
     if static_dir is None:
         static_dir = next((d for d in FRONTEND_DIRS if (d / "index.html").is_file()), None)
@@ -267,6 +294,7 @@ def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
         max_connections_per_token=args.max_connections_per_token,
         max_send_buffer=args.max_send_buffer,
         handlers_per_token=args.handlers_per_token,
+        management_secret=management_secret,
     )
 
 
@@ -287,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         except SecretError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
+    management_secret = new_management_secret()
+    if args.management_secret_file is not None:
+        try:
+            management_secret = load_management_secret(args.management_secret_file)
+        except SecretError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
     settings = Settings(
         registry_backend="memory",
         auth_enabled=not args.no_auth,
@@ -294,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
     )
     raise_open_file_limit()
-    return asyncio.run(serve(_gateway_config(args), settings))
+    return asyncio.run(serve(_gateway_config(args, management_secret), settings))
 
 
 if __name__ == "__main__":

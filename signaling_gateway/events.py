@@ -26,6 +26,8 @@ class Caller:
     source_ip: str
     user_agent: str
     connected_at: float = field(default_factory=time.time)
+    authorizer: dict[str, Any] | None = None
+    """What the ``$connect`` authorizer said of the connection; in every later event."""
 
 
 class EventFactory:
@@ -51,6 +53,23 @@ class EventFactory:
             "domainName": self._domain_name,
             "connectionId": caller.connection_id,
             "apiId": self._api_id,
+            **({"authorizer": dict(caller.authorizer)} if caller.authorizer is not None else {}),
+        }
+
+    def authorizer_request(
+        self, caller: Caller, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The event of the ``$connect`` route's REQUEST authorizer."""
+        return {
+            "type": "REQUEST",
+            "methodArn": f"arn:aws:execute-api:local:000000000000:{self._api_id}/"
+            f"{self._stage}/$connect",
+            "headers": dict(headers),
+            "multiValueHeaders": {name: [value] for name, value in headers.items()},
+            "queryStringParameters": dict(query) or None,
+            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+            "stageVariables": {},
+            "requestContext": self._context(caller, "$connect", "CONNECT"),
         }
 
     def connect(

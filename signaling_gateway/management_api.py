@@ -4,7 +4,10 @@
 shapes (``x-amzn-ErrorType`` header, JSON ``message``) so botocore raises the same
 exceptions: GoneException (410) for an unknown id, PayloadTooLargeException (413) over
 128 KiB, ForbiddenException (403) for another stage. It can post to and drop any
-connection, so it listens on 127.0.0.1 only; on AWS the same API sits behind SigV4.
+connection, so it listens on 127.0.0.1 only and, as on AWS, takes only requests signed
+(SigV4) with the gateway's management secret (sigv4.py); any other is ForbiddenException
+(403) and changes nothing. A body over 128 KiB is refused (413) before its signature is
+checked: it changes nothing either.
 
 No request waits on a client: a post goes through the ConnectionWriter (a connection that
 does not read its messages is closed and answers GoneException) and a delete only starts
@@ -19,9 +22,11 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 
 from p2p_protocol.messages import encode
 from signaling_gateway.connections import ConnectionTable, LiveConnection
+from signaling_gateway.sigv4 import SignatureError, verify
 from signaling_gateway.writer import ConnectionWriter
 
 log = logging.getLogger("signaling_gateway")
@@ -56,6 +61,14 @@ def _error(status: int, error_type: str, message: str) -> web.Response:
     return _json({"message": message}, status, error_type)
 
 
+def _forbidden() -> web.Response:
+    return _error(403, "ForbiddenException", "Forbidden")
+
+
+def _too_large() -> web.Response:
+    return _error(413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes")
+
+
 def _gone(connection_id: str) -> web.Response:
     return _error(410, "GoneException", f"Connection {connection_id} is gone")
 
@@ -67,10 +80,14 @@ def _iso(epoch: float) -> str:
 
 
 class ManagementApi:
-    def __init__(self, table: ConnectionTable, stage: str, writer: ConnectionWriter) -> None:
+    def __init__(
+        self, table: ConnectionTable, stage: str, writer: ConnectionWriter, secret: str
+    ) -> None:
+        """``secret``: the secret access key a caller's SigV4 signature must be made with."""
         self._table = table
         self._stage = stage
         self._writer = writer
+        self._secret = secret
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -78,7 +95,7 @@ class ManagementApi:
         return f"http://{LOOPBACK}:{self.port}/{self._stage}"
 
     async def start(self, port: int) -> None:
-        app = web.Application(client_max_size=MAX_POST_BYTES + 1)
+        app = web.Application(client_max_size=MAX_POST_BYTES + 1, middlewares=[self._authenticate])
         path = "/{stage}/@connections/{connection_id}"
         app.router.add_post(path, self._post)
         app.router.add_get(path, self._get)
@@ -97,10 +114,34 @@ class ManagementApi:
             await self._runner.cleanup()
             self._runner = None
 
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Pass on only requests signed with the secret; the body is read here to check it."""
+        if "Authorization" not in request.headers:
+            return self._refuse(request, "it is not signed (no Authorization header)")
+        if request.content_length is not None and request.content_length > MAX_POST_BYTES:
+            return _too_large()
+        try:
+            body = await request.read()  # kept by aiohttp: _post reads it again for free
+        except web.HTTPRequestEntityTooLarge:  # a chunked body, without Content-Length
+            return _too_large()
+        try:
+            verify(self._secret, request.method, request.raw_path, request.headers.items(), body)
+        except SignatureError as exc:
+            return self._refuse(request, str(exc))
+        return await handler(request)
+
+    @staticmethod
+    def _refuse(request: web.Request, why: str) -> web.Response:
+        log.warning(
+            "Management API: refused %s %r: %s", request.method[:16], request.path[:100], why
+        )
+        return _forbidden()
+
     def _connection(self, request: web.Request) -> LiveConnection | web.Response:
         """The open connection a request names, or the error response refusing the request."""
         if request.match_info["stage"] != self._stage:
-            return _error(403, "ForbiddenException", "Forbidden")
+            return _forbidden()
         connection_id = request.match_info["connection_id"]
         connection = self._table.get(connection_id)
         if connection is None or connection.closing:
@@ -111,8 +152,6 @@ class ManagementApi:
         connection = self._connection(request)
         if isinstance(connection, web.Response):
             return connection
-        if request.content_length is not None and request.content_length > MAX_POST_BYTES:
-            return _error(413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes")
         data = await request.read()
         if not await self._writer.send(connection, data, text=_is_utf8(data)):
             return _gone(connection.connection_id)

@@ -14,12 +14,13 @@ blocking boto3 calls never stall the event loop.
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import logging
 import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,8 +43,10 @@ from signaling_gateway.connections import ConnectionTable, LiveConnection
 from signaling_gateway.events import Caller, EventFactory, new_connection_id
 from signaling_gateway.management_api import ManagementApi
 from signaling_gateway.shares import HandlerShares
+from signaling_gateway.sigv4 import new_secret as new_management_secret
 from signaling_gateway.static import static_response
 from signaling_gateway.writer import ConnectionWriter, write_limit
+from signaling_lambda import authorizer
 
 log = logging.getLogger("signaling_gateway")
 
@@ -79,6 +82,9 @@ class GatewayConfig:
     """Unsent bytes a connection may hold; past it, it is closed with 1008."""
     handlers_per_token: int = 2
     """Handler invocations at once for the messages of one token (shares.py)."""
+    management_secret: str = field(default_factory=new_management_secret, repr=False)
+    """The management API takes only requests signed with it (SigV4, as the secret access
+    key); the handler's boto3 session holds it. Default: a random one per gateway."""
 
     def management_port_to_bind(self) -> int:
         if self.management_port is not None:
@@ -116,7 +122,9 @@ class Gateway:
         )
         self._writer = ConnectionWriter(config.max_send_buffer, CLOSE_TIMEOUT)
         self._shares = HandlerShares(config.handlers_per_token)
-        self._management = ManagementApi(self._table, config.stage, self._writer)
+        self._management = ManagementApi(
+            self._table, config.stage, self._writer, config.management_secret
+        )
         self._executor = ThreadPoolExecutor(config.handler_threads, thread_name_prefix="handler")
         self._handshaking: weakref.WeakKeyDictionary[ServerConnection, Caller] = (
             weakref.WeakKeyDictionary()
@@ -229,8 +237,14 @@ class Gateway:
             source_ip=_source_ip(connection),
             user_agent=request.headers.get("User-Agent", ""),
         )
-        headers = dict(request.headers.raw_items())
-        answer = await self._invoke(self._events.connect(caller, headers, _query(request)))
+        headers, query = dict(request.headers.raw_items()), _query(request)
+        # As API Gateway does: the authorizer first; its context goes with every later event.
+        decision = await self._invoke(self._events.authorizer_request(caller, headers, query))
+        context = authorizer.allowed_context(decision)
+        if context is None:
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        caller = dataclasses.replace(caller, authorizer=context)
+        answer = await self._invoke(self._events.connect(caller, headers, query))
         status = answer.get("statusCode") if answer else 500
         if status != 200:
             refused = _status(status)

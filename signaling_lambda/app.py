@@ -36,7 +36,14 @@ from p2p_protocol.messages import (
     unknown_action,
 )
 from p2p_protocol.names import id_label, is_valid_name
-from p2p_protocol.tokens import TokenError, verify_token
+from p2p_protocol.tokens import (
+    TokenClaims,
+    TokenError,
+    is_reply_ticket,
+    reply_ticket,
+    verify_token,
+)
+from signaling_lambda import authorizer
 from signaling_lambda.events import Invocation, MalformedEvent
 from signaling_lambda.management import (
     AWS_MANAGEMENT_CONFIG,
@@ -91,6 +98,9 @@ class SignalingApp:
 
     def handle(self, event: object, context: object = None) -> Response:
         log.info("===== Lambda Handler Started =====")
+        if authorizer.is_authorizer_request(event):
+            assert isinstance(event, dict)
+            return self._authorize(event)
         try:
             invocation = Invocation.from_event(event)
         except MalformedEvent as exc:
@@ -126,15 +136,31 @@ class SignalingApp:
             self._reply(invocation, error_reply(exc.code, exc.message))
         return OK
 
+    def _authorize(self, event: dict[str, Any]) -> Response:
+        """The ``$connect`` authorizer: Allow with the token's claims, or Deny (HTTP 401)."""
+        method_arn = str(event["methodArn"])
+        if not self._settings.auth_enabled:
+            return authorizer.allow(None, method_arn)
+        assert self._settings.secret is not None  # Settings checked it
+        try:
+            claims = verify_token(
+                self._settings.secret, authorizer.token_of(event), now=self._clock()
+            )
+        except TokenError as exc:
+            log.warning("Connection refused, returning 401: %s", exc)
+            return authorizer.deny(method_arn)
+        log.debug("Authorized a connection holding a token of %s", claims.describe())
+        return authorizer.allow(claims, method_arn)
+
     def _connect(self, invocation: Invocation) -> Response:
         if self._settings.auth_enabled:
-            assert self._settings.secret is not None  # Settings checked it
-            try:
-                claims = verify_token(
-                    self._settings.secret, invocation.query.get("token"), now=self._clock()
+            claims = authorizer.claims_from_context(invocation.authorizer)
+            if claims is None:
+                log.warning(
+                    "Connection refused, returning 401: the connection has no authorizer "
+                    "context (the $connect route needs the token authorizer; update the API "
+                    "with ansible-playbook site.yml)"
                 )
-            except TokenError as exc:
-                log.warning("Connection refused, returning 401: %s", exc)
                 return {"statusCode": 401, "body": "Unauthorized"}
             log.debug(
                 "Connection %s holds a token of %s", invocation.connection_id, claims.describe()
@@ -142,11 +168,38 @@ class SignalingApp:
         log.info("Connection allowed, returning 200")
         return OK
 
+    def _claims(self, invocation: Invocation) -> TokenClaims | None:
+        """Who sent this message (None when authentication is off); BadMessage if unknown or
+        expired since it connected."""
+        if not self._settings.auth_enabled:
+            return None
+        claims = authorizer.claims_from_context(invocation.authorizer)
+        if claims is None:
+            raise BadMessage(
+                ErrorCode.UNAUTHORIZED,
+                "this connection has no claims (the $connect route needs the token authorizer)",
+            )
+        if claims.expires_at <= self._clock():
+            raise BadMessage(
+                ErrorCode.UNAUTHORIZED,
+                "the token of this connection has expired; reconnect with a new one",
+            )
+        return claims
+
     def _ping(self, invocation: Invocation, message: dict[str, Any]) -> None:
         self._reply(invocation, pong_reply(invocation.connection_id))
 
     def _register(self, invocation: Invocation, message: dict[str, Any]) -> None:
         request = parse_register(message)
+        connection = self._claims(invocation)
+        if connection is not None and (
+            connection.role != "homelab" or connection.name != request.name
+        ):
+            raise BadMessage(
+                ErrorCode.UNAUTHORIZED,
+                f"register refused: this connection was opened with the token of "
+                f"{connection.describe()}, not of homelab {request.name!r}",
+            )
         if self._settings.auth_enabled:
             assert self._settings.secret is not None
             try:
@@ -179,6 +232,9 @@ class SignalingApp:
         log.info("Processing sendSignal route")
         signal = parse_send_signal(message)
         sender = invocation.connection_id
+        claims = self._claims(invocation)
+        if signal.to != ECHO_TARGET and claims is not None:
+            self._check_target(claims, signal.to, signal.ticket)
         if signal.to == ECHO_TARGET:
             echo = (
                 identify_reply(sender)
@@ -195,7 +251,10 @@ class SignalingApp:
             reachable = connections.is_alive(target)
             if reachable:
                 log.info("%s connection verified as alive", id_label(name))
-        envelope = encode(relay_envelope(sender, signal.to, signal.data))
+        ticket = None
+        if name is not None and self._settings.secret is not None:
+            ticket = reply_ticket(self._settings.secret, name, sender)
+        envelope = encode(relay_envelope(sender, signal.to, signal.data, ticket))
         if reachable and connections.post(target, envelope):
             shown = target if name is None else f"{name} ({target})"
             log.info("Relayed %s from %s to %s", describe_data(signal.data), sender, shown)
@@ -207,6 +266,25 @@ class SignalingApp:
         log.error("Target connection %s does not exist (homelab_server not connected)", target)
         self._reply(invocation, backend_unreachable(signal.to))
         log.info("Sent error notification to sender")
+
+    def _check_target(self, claims: TokenClaims, to: str, ticket: str | None) -> None:
+        """A client reaches the homelabs its token names; a homelab answers the clients that
+        contacted it (the ticket signaling gave it with their signals); nothing else."""
+        if claims.role == "client":
+            if to not in claims.homelabs:
+                raise BadMessage(
+                    ErrorCode.UNAUTHORIZED,
+                    f"the token of {claims.describe()} does not name {to[:64]!r}: a client "
+                    f"reaches only its homelabs ({', '.join(claims.homelabs)})",
+                )
+            return
+        assert self._settings.secret is not None
+        if not is_reply_ticket(self._settings.secret, claims.name, to, ticket):
+            raise BadMessage(
+                ErrorCode.UNAUTHORIZED,
+                f"homelab {claims.name!r} may only answer clients that contacted it: no valid "
+                f"ticket for {to[:64]!r}",
+            )
 
     def _resolve(self, to: str) -> tuple[str, str | None]:
         """(connection id, registered name or None) for a ``to`` that is not ``me``."""

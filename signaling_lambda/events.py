@@ -19,6 +19,8 @@ class Invocation:
     body: str | None
     is_base64: bool
     query: Mapping[str, str]
+    authorizer: Mapping[str, Any] | None = None
+    """``requestContext.authorizer``: what the ``$connect`` authorizer said of the connection."""
 
     @classmethod
     def from_event(cls, event: object) -> "Invocation":
@@ -45,6 +47,9 @@ class Invocation:
             body=body if isinstance(body, str) else None,
             is_base64=event.get("isBase64Encoded") is True,
             query=_string_map(query),
+            authorizer=authorizer
+            if isinstance(authorizer := context.get("authorizer"), dict)
+            else None,
         )
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Any
 
+from signaling_lambda import authorizer
 from signaling_lambda.app import INTERNAL_ERROR, SignalingApp
 from signaling_lambda.settings import ConfigError, Settings
 
@@ -24,11 +25,20 @@ def _get_app() -> SignalingApp:
     return _app
 
 
+class Unauthorized(Exception):
+    """What an authorizer raises for API Gateway to answer HTTP 401 (a Deny would be 403)."""
+
+
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         app = _get_app()
     except ConfigError as exc:
         log.info("===== Lambda Handler Started =====")
         log.error("Configuration error: %s", exc)
+        if authorizer.is_authorizer_request(event):
+            raise Unauthorized("Unauthorized") from None
         return INTERNAL_ERROR
-    return app.handle(event, context)
+    response = app.handle(event, context)
+    if authorizer.is_authorizer_request(event) and authorizer.allowed_context(response) is None:
+        raise Unauthorized("Unauthorized")
+    return response

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lab import token
+from lab import default_client_file, token
 from lab.netns import venv_bin
 from tests.e2e.conftest import NatSetup
 from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER, start_turn, wait_turn_ready
@@ -28,6 +28,7 @@ async def doctor(
     base = [
         venv_bin("homelab-p2p"), "doctor",
         "--signaling-url", url or nat_lab.signaling_url,
+        "--credential-file", str(default_client_file()),
         "--token", client_token or token("client", "doctor"),
         "--timeout", "5",
         *(ice or ("--ice-server", "none")),

@@ -170,20 +170,22 @@ async def test_non_ascii_and_altered_tokens_are_refused_cleanly(lan: LanLab) -> 
 async def test_nan_and_infinity_are_refused_and_never_relayed(lan: LanLab) -> None:
     """Row 9: JSON has no NaN or Infinity, so the gateway neither takes nor sends them."""
     url = lan.gateway.url
+    homelab = token("homelab", "laptop")
     async with (
-        await connect_from(lan.homelab, url, token("client", "target")) as target,
+        await connect_from(lan.homelab, url, homelab) as target,
         await connect_from(lan.client, url, token()) as sender,
     ):
-        target_id = await identify(target)
+        await send_json(target, {"action": "register", "name": "laptop", "token": homelab})
+        assert (await recv_json(target))["action"] == "registered"
         for number in ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]:
-            for to in (target_id, "me"):
+            for to in ("laptop", "me"):
                 await sender.send(f'{{"action":"sendSignal","to":"{to}","data":{number}}}')
                 reply = await recv_json(sender)
                 assert reply["error"] == "bad_request", (number, reply)
                 assert "JSON has no such numbers" in reply["message"]
         # Messages of one sender are handled in order: had anything been relayed, it
         # would arrive before this.
-        await send_json(sender, {"action": "sendSignal", "to": target_id, "data": "after"})
+        await send_json(sender, {"action": "sendSignal", "to": "laptop", "data": "after"})
         assert (await recv_json(target))["data"] == "after"
 
 

@@ -21,7 +21,10 @@ OTHER_SECRET = b"another-secret-that-is-long-enough-to-use"
         (None, "no token was given"),
         ("not-a-token", "is not a hp1.<payload>.<signature> token"),
         (token()[:-4] + "AAAA", "signature does not match"),
-        (issue_token(OTHER_SECRET, "client", "alice", 3600), "signature does not match"),
+        (
+            issue_token(OTHER_SECRET, "client", "alice", 3600, homelabs=("laptop",)),
+            "signature does not match",
+        ),
         (token(ttl=60, now=time.time() - 3600), "the token expired at"),
     ],
     ids=["missing", "malformed", "forged", "other-secret", "expired"],
@@ -64,8 +67,9 @@ async def test_only_a_homelab_token_for_that_name_may_register(
         reply = await request(ws, {"action": "register", **body})
         assert reply["error"] == "unauthorized"
         assert why in reply["message"]
-        # Nothing was registered: a client still finds no homelab.
-        probe = await request(ws, {"action": "sendSignal", "to": "laptop", "data": "x"})
+    # Nothing was registered: a client still finds no homelab.
+    async with await open_ws(gateway.url, token()) as client:
+        probe = await request(client, {"action": "sendSignal", "to": "laptop", "data": "x"})
         assert probe["error"] == "backend_unreachable"
 
 

@@ -5,23 +5,20 @@ import http.client
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import boto3
 import psutil
 import pytest
-from botocore.config import Config
 
 from lab import token
-from lab.gateway import GatewayProcess
+from lab.gateway import GatewayProcess, management_client, write_management_secret
 from lab.ws import identify, open_ws, recv_json
 from tests.support.integration import StartGateway
 
 
-def management_client(url: str):  # type: ignore[no-untyped-def]
-    return boto3.session.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    ).client(
-        "apigatewaymanagementapi", endpoint_url=url, config=Config(retries={"max_attempts": 1})
-    )
+@pytest.fixture
+def gateway(start_gateway: StartGateway, tmp_path: Path) -> GatewayProcess:
+    """A gateway whose management API these tests call, with the lab's secret."""
+    secret_file = write_management_secret(tmp_path / "management-secret")
+    return start_gateway("--management-secret-file", str(secret_file))
 
 
 async def test_post_get_and_delete_a_connection(gateway: GatewayProcess) -> None:

@@ -5,9 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import token
+from lab import SECRET, token
 from lab.gateway import GatewayProcess
 from lab.ws import identify, open_ws, recv_json, request, send_json
+from p2p_protocol.tokens import reply_ticket
 
 CLI = Path(sys.executable).with_name("homelab-p2p")
 GUIDE_MESSAGE = "The target (homelab_server) is not currently connected"
@@ -60,7 +61,13 @@ async def test_2_registered_homelab_gets_the_offer_and_its_answer_reaches_the_cl
 
     await send_json(client, {"action": "sendSignal", "to": "laptop", "data": OFFER})
     offer = await recv_json(homelab)
-    assert offer == {"action": "sendSignal", "from": client_id, "to": "laptop", "data": OFFER}
+    assert offer == {
+        "action": "sendSignal",
+        "from": client_id,
+        "to": "laptop",
+        "data": OFFER,
+        "ticket": reply_ticket(SECRET, "laptop", client_id),  # what lets laptop answer
+    }
     # The offer's invocation writes its last line after the homelab has the offer: the
     # answer waits for it, so the two invocations' lines do not interleave in the log.
     gateway.wait_for_log(
@@ -71,7 +78,8 @@ async def test_2_registered_homelab_gets_the_offer_and_its_answer_reaches_the_cl
         rf"\[INFO\] Relayed offer from {re.escape(client_id)} to laptop"
     )
 
-    await send_json(homelab, {"action": "sendSignal", "to": offer["from"], "data": ANSWER})
+    answer_signal = {"action": "sendSignal", "to": offer["from"], "data": ANSWER}
+    await send_json(homelab, {**answer_signal, "ticket": offer["ticket"]})
     answer = await recv_json(client)
     assert answer == {"action": "sendSignal", "from": homelab_id, "to": client_id, "data": ANSWER}
     await client.close()
@@ -144,9 +152,12 @@ async def test_homelab_answers_a_client_that_left_and_is_told(gateway: GatewayPr
     homelab, _ = await register_homelab(gateway)
     client = await open_ws(gateway.url, token())
     client_id = await identify(client)
+    await send_json(client, {"action": "sendSignal", "to": "laptop", "data": OFFER})
+    ticket = (await recv_json(homelab))["ticket"]
     await client.close()
     gateway.wait_for_log(rf"Connection {re.escape(client_id)} disconnected")
-    reply = await request(homelab, {"action": "sendSignal", "to": client_id, "data": ANSWER})
+    answer = {"action": "sendSignal", "to": client_id, "data": ANSWER, "ticket": ticket}
+    reply = await request(homelab, answer)
     assert reply == {"error": "backend_unreachable", "message": GUIDE_MESSAGE, "target": client_id}
     await homelab.close()
 

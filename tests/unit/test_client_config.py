@@ -87,6 +87,7 @@ def test_a_bad_flag_is_a_usage_error(
 
 def test_the_credential_gives_the_token_unless_one_is_given(tmp_path: Path) -> None:
     chosen = options(tmp_path, "")
+    assert chosen.credential is not None
     assert chosen.credential.certificate.name == "e2e"
     assert chosen.token == chosen.credential.signaling_token
     assert options(tmp_path, "token: other\n").token == "other"
@@ -108,3 +109,15 @@ def test_a_missing_or_broken_credential_is_one_sentence(tmp_path: Path) -> None:
     args.credential_file = broken
     with pytest.raises(ConfigError, match="is not a usable credential: its key is 44"):
         client_options(args)
+
+
+def test_only_the_signaling_echo_goes_without_a_credential(tmp_path: Path) -> None:
+    config = tmp_path / "client.yml"
+    config.write_text("signaling_url: ws://127.0.0.1:8765/prod\ntoken: t\n")
+    for command, service in (("echo", []), ("pipe", ["ssh"]), ("doctor", [])):
+        args = build_parser().parse_args([command, *service, "--config", str(config)])
+        if command == "echo":
+            assert client_options(args, needs_credential=False).credential is None
+        else:
+            with pytest.raises(ConfigError, match="no credential: pass --credential-file"):
+                client_options(args)

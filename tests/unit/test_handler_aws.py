@@ -15,12 +15,14 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from lab import SECRET, token
+from p2p_protocol.tokens import reply_ticket
+from signaling_lambda import authorizer
 from signaling_lambda import handler as lambda_entry
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.management import ConnectionsDirectory, boto3_client_factory
 from signaling_lambda.registry import DynamoDBRegistry, LambdaEnvRegistry
 from signaling_lambda.settings import Settings
-from tests.unit.aws_support import DOMAIN, ENDPOINT, REGION, event, posted
+from tests.unit.aws_support import DOMAIN, ENDPOINT, REGION, authorizer_event, event, posted
 
 TABLE = "homelab-p2p-registry"
 FUNCTION = "homelab-p2p-signaling"
@@ -83,7 +85,7 @@ def dynamodb_app(session: boto3.session.Session, table: str) -> SignalingApp:
 
 def register(app: SignalingApp, connection_id: str, name: str = "laptop") -> dict[str, Any]:
     body = {"action": "register", "name": name, "token": token("homelab", name)}
-    return app.handle(event("register", connection_id, body))
+    return app.handle(event("register", connection_id, body, token=token("homelab", name)))
 
 
 # --- $connect -----------------------------------------------------------------------------
@@ -106,9 +108,102 @@ def test_connect_without_a_valid_token_is_refused(
     session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
 ) -> None:
     app = dynamodb_app(session, table)
-    response = app.handle(event("$connect", "C1=", query={"token": "forged"}))
-    assert response["statusCode"] == 401
+    decision = app.handle(authorizer_event("C1=", "forged"))
+    assert authorizer.allowed_context(decision) is None  # API Gateway answers 401
     assert_in_order(logs, "[WARNING] Connection refused, returning 401: the token is not")
+    # Without the authorizer's context (a $connect route without it), nobody gets in.
+    response = app.handle(event("$connect", "C2="))
+    assert response["statusCode"] == 401
+    assert_in_order(logs, "[WARNING] Connection refused, returning 401: the connection has no")
+
+
+# --- what each connection may do --------------------------------------------------------------
+
+
+def send(app: SignalingApp, sender: str, opened_with: str, **message: Any) -> None:
+    app.handle(event("sendSignal", sender, {"action": "sendSignal", **message}, token=opened_with))
+
+
+def test_a_client_reaches_only_the_homelabs_its_token_names(
+    session: boto3.session.Session, table: str
+) -> None:
+    app = dynamodb_app(session, table)
+    register(app, "HOME=")
+    register(app, "NAS=", "nas")
+    send(app, "CLIENT=", token("client", "alice", homelabs=("nas",)), to="laptop", data=OFFER)
+    assert posted("CLIENT=")[-1] == {
+        "error": "unauthorized",
+        "message": "the token of client 'alice' does not name 'laptop': a client reaches only "
+        "its homelabs (nas)",
+    }
+    assert posted("HOME=")[-1]["action"] == "registered"  # nothing relayed
+    send(app, "CLIENT=", token("client", "alice"), to="NAS=", data=OFFER)  # a raw id
+    assert posted("CLIENT=")[-1]["error"] == "unauthorized"
+    assert posted("NAS=")[-1]["action"] == "registered"
+
+
+def test_a_homelab_answers_only_the_clients_that_contacted_it(
+    session: boto3.session.Session, table: str
+) -> None:
+    app = dynamodb_app(session, table)
+    register(app, "HOME=")
+    homelab = token("homelab", "laptop")
+    send(app, "CLIENT=", token(), to="laptop", data=OFFER)
+    ticket = posted("HOME=")[-1]["ticket"]
+    answer = {"type": "answer", "sdp": "v=0"}
+    send(app, "HOME=", homelab, to="CLIENT=", data=answer, ticket=ticket)
+    assert posted("CLIENT=")[-1] == {
+        "action": "sendSignal",
+        "from": "HOME=",
+        "to": "CLIENT=",
+        "data": answer,
+    }
+    for to, ticket_sent in (("OTHER=", ticket), ("OTHER=", None), ("laptop", None)):
+        send(app, "HOME=", homelab, to=to, data=answer, ticket=ticket_sent)
+        refusal = posted("HOME=")[-1]
+        assert refusal["error"] == "unauthorized", refusal
+        assert "may only answer clients that contacted it" in refusal["message"]
+    # Another homelab cannot use laptop's ticket, nor act as a client.
+    send(app, "NAS=", token("homelab", "nas"), to="CLIENT=", data=answer, ticket=ticket)
+    assert posted("NAS=")[-1]["error"] == "unauthorized"
+
+
+def test_only_a_homelab_connection_registers_its_own_name(
+    session: boto3.session.Session, table: str
+) -> None:
+    app = dynamodb_app(session, table)
+    body = {"action": "register", "name": "laptop", "token": token("homelab", "laptop")}
+    app.handle(event("register", "C=", body, token=token("client", "laptop")))
+    refusal = posted("C=")[-1]
+    assert refusal["error"] == "unauthorized"
+    assert "opened with the token of client 'laptop', not of homelab 'laptop'" in refusal["message"]
+
+
+def test_an_expired_connection_token_ends_what_it_may_send(
+    session: boto3.session.Session, table: str
+) -> None:
+    app = dynamodb_app(session, table)
+    opened = event(
+        "sendSignal", "C=", {"action": "sendSignal", "to": "me", "data": 1}, token=token()
+    )
+    opened["requestContext"]["authorizer"]["expiresAt"] = int(time.time()) - 1
+    app.handle(opened)
+    assert "has expired; reconnect with a new one" in posted("C=")[-1]["message"]
+
+
+def test_lambda_handler_answers_a_bad_token_with_401(
+    monkeypatch: pytest.MonkeyPatch, fresh_entry: None
+) -> None:
+    """API Gateway answers 401 when the authorizer raises 'Unauthorized' (a Deny is 403)."""
+    monkeypatch.setenv("REGISTRY_BACKEND", "memory")
+    monkeypatch.setenv("SIGNALING_SECRET", SECRET.decode())
+    with pytest.raises(lambda_entry.Unauthorized, match=r"^Unauthorized$"):
+        lambda_entry.lambda_handler(authorizer_event("C=", "forged"), None)
+    allowed = lambda_entry.lambda_handler(authorizer_event("C=", token()), None)
+    assert allowed["context"] == {
+        "role": "client", "name": "alice", "homelabs": "laptop",
+        "expiresAt": allowed["context"]["expiresAt"],
+    }  # fmt: skip
 
 
 # --- dynamodb -------------------------------------------------------------------------------
@@ -133,13 +228,19 @@ def test_relay_to_a_registered_name(
     app = dynamodb_app(session, table)
     register(app, "HOME=")
     app.handle(
-        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+        event(
+            "sendSignal",
+            "CLIENT=",
+            {"action": "sendSignal", "to": "laptop", "data": OFFER},
+            token=token(),
+        )
     )
     assert posted("HOME=")[-1] == {
         "action": "sendSignal",
         "from": "CLIENT=",
         "to": "laptop",
         "data": OFFER,
+        "ticket": reply_ticket(SECRET, "laptop", "CLIENT="),
     }
     assert_in_order(
         logs,
@@ -201,7 +302,7 @@ def test_stale_registration_found_by_get_connection_is_dropped_and_the_sender_to
         {"ConnectionId": "CLIENT=", "Data": json.dumps(error, separators=(",", ":")).encode()},
     )
     body = {"action": "sendSignal", "to": "laptop", "data": OFFER}
-    assert app.handle(event("sendSignal", "CLIENT=", body)) == {"statusCode": 200}
+    assert app.handle(event("sendSignal", "CLIENT=", body, token=token())) == {"statusCode": 200}
     stubber.assert_no_pending_responses()
     assert DynamoDBRegistry(session.client("dynamodb"), table, 7800).lookup("laptop") is None
     assert_in_order(
@@ -228,7 +329,12 @@ def test_gone_on_post_after_a_live_check_is_handled_the_same(
     )
     stubber.add_response("post_to_connection", {}, {"ConnectionId": "CLIENT=", "Data": ANY})
     app.handle(
-        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+        event(
+            "sendSignal",
+            "CLIENT=",
+            {"action": "sendSignal", "to": "laptop", "data": OFFER},
+            token=token(),
+        )
     )
     stubber.assert_no_pending_responses()
     assert_in_order(
@@ -266,7 +372,12 @@ def test_a_cleanup_racing_a_new_registration_keeps_the_new_one(
     settings = Settings(registry_backend="dynamodb", registry_table=table, secret=SECRET)
     app = SignalingApp(settings, registry, ConnectionsDirectory(lambda _: client))
     app.handle(
-        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+        event(
+            "sendSignal",
+            "CLIENT=",
+            {"action": "sendSignal", "to": "laptop", "data": OFFER},
+            token=token(),
+        )
     )
     assert DynamoDBRegistry(session.client("dynamodb"), table, 7800).lookup("laptop") == "NEW="
     assert not any("Dropped the stale registration" in line for line in lines(logs))
@@ -277,7 +388,7 @@ def test_a_missing_table_is_one_error_line_and_internal_server_error(
 ) -> None:
     app = dynamodb_app(session, "no-such-table")
     body = {"action": "sendSignal", "to": "laptop", "data": OFFER}
-    response = app.handle(event("sendSignal", "CLIENT=", body))
+    response = app.handle(event("sendSignal", "CLIENT=", body, token=token()))
     assert response["statusCode"] == 500
     reply = posted("CLIENT=")[-1]
     assert reply["message"] == "Internal server error"
@@ -295,7 +406,7 @@ def test_management_api_forbidden_says_which_permission(
     app, stubber = stubbed_app(session, table)
     stubber.add_client_error("post_to_connection", "ForbiddenException", http_status_code=403)
     stubber.add_client_error("post_to_connection", "ForbiddenException", http_status_code=403)
-    assert app.handle(event("ping", "C=", {"action": "ping"}))["statusCode"] == 500
+    assert app.handle(event("ping", "C=", {"action": "ping"}, token=token()))["statusCode"] == 500
     assert_in_order(logs, "[ERROR] PostToConnection at https://")
     assert "execute-api:ManageConnections" in lines(logs)[-1] or any(
         "execute-api:ManageConnections" in line for line in lines(logs)
@@ -353,7 +464,12 @@ def test_lambda_env_register_sets_laptop_id_and_keeps_the_rest(
         "SIGNALING_SECRET": SECRET.decode(),
     }
     app.handle(
-        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+        event(
+            "sendSignal",
+            "CLIENT=",
+            {"action": "sendSignal", "to": "laptop", "data": OFFER},
+            token=token(),
+        )
     )
     assert posted("HOME=")[-1]["data"] == OFFER
     assert_in_order(logs, "[DEBUG] LAPTOP_ID environment variable is set: HOME=")
@@ -372,7 +488,12 @@ def test_lambda_env_stale_init_value_is_the_guides_test_3(
     registry = LambdaEnvRegistry(session.client("lambda"), FUNCTION)
     app = SignalingApp(settings, registry, ConnectionsDirectory(lambda _: client))
     app.handle(
-        event("sendSignal", "CLIENT=", {"action": "sendSignal", "to": "laptop", "data": OFFER})
+        event(
+            "sendSignal",
+            "CLIENT=",
+            {"action": "sendSignal", "to": "laptop", "data": OFFER},
+            token=token(),
+        )
     )
     stubber.assert_no_pending_responses()
     assert function_variables(session)["LAPTOP_ID"] == ""
@@ -451,7 +572,7 @@ def test_lambda_handler_builds_the_app_from_its_environment(
     connect = event("$connect", "C=", query={"token": token()})
     assert lambda_entry.lambda_handler(connect, None)["statusCode"] == 200
     echo = {"action": "sendSignal", "to": "me", "data": "test"}
-    lambda_entry.lambda_handler(event("sendSignal", "C=", echo), None)
+    lambda_entry.lambda_handler(event("sendSignal", "C=", echo, token=token()), None)
     assert posted("C=") == [{"action": "sendSignal", "from": "C=", "to": "me", "data": "test"}]
 
 

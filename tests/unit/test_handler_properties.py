@@ -105,9 +105,12 @@ routes = st.sampled_from(
 
 def structured_events() -> st.SearchStrategy[dict[str, Any]]:
     def build(
-        route: str, sender: str, body: str | None, base64: bool, query: Any
+        route: str, sender: str, body: str | None, base64: bool, query: Any, opened_with: Any
     ) -> dict[str, Any]:
-        result = event(route, sender, body, query)
+        # ``opened_with``: the token the connection was authorized with (its claims ride along)
+        result = event(
+            route, sender, body, query, opened_with if isinstance(opened_with, str) else None
+        )
         result["isBase64Encoded"] = base64
         return result
 
@@ -120,6 +123,7 @@ def structured_events() -> st.SearchStrategy[dict[str, Any]]:
         st.none()
         | st.dictionaries(st.sampled_from(["token", "x"]), tokens, max_size=2)
         | json_values,
+        st.none() | tokens,
     )
 
 

@@ -112,7 +112,7 @@ def test_verify_checks_the_signature_the_claims_and_the_time_left(
 def test_the_secret_can_come_from_an_environment_variable(secret_file: Path) -> None:
     """How Ansible passes a vault secret: in the environment, never on disk or in argv."""
     secret = secret_file.read_text().strip()
-    issue = ["token", "issue", "--role", "client", "--name", "alice"]
+    issue = ["token", "issue", "--role", "client", "--name", "alice", "--homelab", "laptop"]
     issued = subprocess.run(
         [str(CLI), *issue, "--secret-env", "SIGNING_SECRET"],
         env={"SIGNING_SECRET": secret},

@@ -26,24 +26,26 @@ def test_issued_token_verifies_with_its_claims() -> None:
 
 
 def test_token_is_url_safe() -> None:
-    token = issue_token(SECRET, "client", "alice.b_c-d", 86400)
+    token = issue_token(SECRET, "client", "alice.b_c-d", 86400, homelabs=("laptop",))
     assert all(c.isalnum() or c in "-_." for c in token)
 
 
 def test_expired_token_is_refused() -> None:
-    token = issue_token(SECRET, "client", "alice", 60, now=1_000)
+    token = issue_token(SECRET, "client", "alice", 60, now=1_000, homelabs=("laptop",))
     with pytest.raises(TokenError, match="expired at 1970-01-01 00:17:40 UTC"):
         verify_token(SECRET, token, now=1_060)
 
 
 def test_token_signed_with_another_secret_is_refused() -> None:
-    token = issue_token(b"x" * 32, "client", "alice", 60)
+    token = issue_token(b"x" * 32, "client", "alice", 60, homelabs=("laptop",))
     with pytest.raises(TokenError, match="signature does not match"):
         verify_token(SECRET, token)
 
 
 def test_changed_claims_break_the_signature() -> None:
-    version, payload, signature = issue_token(SECRET, "client", "alice", 60).split(".")
+    version, payload, signature = issue_token(
+        SECRET, "client", "alice", 60, homelabs=("laptop",)
+    ).split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["r"] = "homelab"
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
@@ -83,7 +85,7 @@ def test_issue_refuses_bad_roles_and_names(role: str, name: str) -> None:
 
 def test_issue_refuses_a_short_secret() -> None:
     with pytest.raises(SecretError, match="at least 32"):
-        issue_token(b"short", "client", "alice", 60)
+        issue_token(b"short", "client", "alice", 60, homelabs=("laptop",))
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,7 @@ def test_load_secret_file_explains_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_verification_uses_the_current_time_by_default() -> None:
-    token = issue_token(SECRET, "client", "alice", 1, now=time.time() - 10)
+    token = issue_token(SECRET, "client", "alice", 1, now=time.time() - 10, homelabs=("laptop",))
     with pytest.raises(TokenError, match="expired"):
         verify_token(SECRET, token)
 
@@ -165,14 +167,18 @@ def test_altered_tokens_are_refused_with_one_sentence(
 
 
 def test_a_payload_with_altered_padding_bits_is_refused_before_the_signature() -> None:
-    version, payload, signature = issue_token(SECRET, "client", "alice", 60).split(".")
+    version, payload, signature = issue_token(
+        SECRET, "client", "alice", 60, homelabs=("laptop",)
+    ).split(".")
     assert len(payload) % 4, "the payload must end in a partial group for this test"
     with pytest.raises(TokenError, match="payload is not canonical base64url"):
         verify_token(SECRET, f"{version}.{_altered_padding_bits(payload)}.{signature}")
 
 
 def test_a_payload_of_impossible_length_is_refused() -> None:
-    version, payload, signature = issue_token(SECRET, "client", "alice", 60).split(".")
+    version, payload, signature = issue_token(
+        SECRET, "client", "alice", 60, homelabs=("laptop",)
+    ).split(".")
     cut = payload[: len(payload) - len(payload) % 4 + 1]  # 4n + 1 characters: no bytes have that
     with pytest.raises(TokenError, match="payload has a length no base64url text has"):
         verify_token(SECRET, f"{version}.{cut}.{signature}")
