@@ -35,7 +35,7 @@ import psutil
 from benchmarks.bridge import percentiles, time_pipe
 from benchmarks.report import machine_description, needs_root, report
 from benchmarks.veth import HOME_IP, SIGNALING, veth_lab
-from lab import token
+from lab import credential, credential_file
 from lab.bridge import (
     EchoService,
     LoggedProcess,
@@ -132,10 +132,11 @@ async def well_behaved(client: Namespace, workdir: Path, peers: int, seconds: fl
 async def ignoring_the_window(client: Namespace, workdir: Path, peers: int, seconds: float) -> None:
     """``peers`` stock aiortc senders flooding the sink for ``seconds``."""
     argv = [venv_bin("python"), "-m", "lab.attacker", "flood", SIGNALING]
+    options = ["--service", "sink", "--seconds", str(seconds)]
     floods = [
         LoggedProcess(
             client,
-            [*argv, token("client", f"flood{n}"), "--service", "sink", "--seconds", str(seconds)],
+            [*argv, str(credential_file(credential("client", f"flood{n}"))), *options],
             workdir / f"flood{n}.log",
         )
         for n in range(peers)

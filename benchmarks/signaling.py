@@ -113,7 +113,12 @@ async def homelab_loop(ws: ClientConnection, phase_of: list[Phase]) -> None:
         message = json.loads(raw)
         sent = message["data"]["t"]
         phase_of[0].latencies.append(arrived - sent)
-        answer = {"action": "sendSignal", "to": message["from"], "data": {"t": time.perf_counter()}}
+        answer = {
+            "action": "sendSignal",
+            "to": message["from"],
+            "data": {"t": time.perf_counter()},
+            "ticket": message.get("ticket"),  # signaling's leave to answer this client
+        }
         await ws.send(json.dumps(answer))
 
 
