@@ -6,6 +6,7 @@ pointed at a moto_server on loopback; boto3 then reads back every resource and s
 
 import json
 import shutil
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,16 @@ def test_site_yml_deploys_converges_and_check_mode_stays_clean(
     routes = gateway.get_routes(ApiId=api_id)["Items"]
     assert {route["RouteKey"] for route in routes} == ROUTES
     assert {route["Target"] for route in routes} == {f"integrations/{integration['IntegrationId']}"}
+    # The function is also the $connect route's authorizer: ?token= is checked before a
+    # connection opens, and only $connect can have one.
+    [authorizer] = gateway.get_authorizers(ApiId=api_id)["Items"]
+    assert authorizer["Name"] == f"{API}-token"
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["AuthorizerUri"] == integration["IntegrationUri"]
+    assert authorizer["IdentitySource"] == ["route.request.querystring.token"]
+    guards = {r["RouteKey"]: (r.get("AuthorizationType"), r.get("AuthorizerId")) for r in routes}
+    assert guards.pop("$connect") == ("CUSTOM", authorizer["AuthorizerId"])
+    assert {guard for guard, _ in guards.values()} <= {None, "NONE"}
     [stage] = gateway.get_stages(ApiId=api_id)["Items"]
     assert (stage["StageName"], stage["AutoDeploy"]) == ("prod", True)
 
@@ -93,6 +104,11 @@ def test_site_yml_deploys_converges_and_check_mode_stays_clean(
     assert permission["Action"] == "lambda:InvokeFunction"
     source = permission["Condition"]["ArnLike"]["AWS:SourceArn"]
     assert source == f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*"
+    # One permission lets API Gateway invoke the function for the routes and the authorizer
+    # alike: in ArnLike, as here, * spans the slashes of the resource part.
+    invoked_as = ["prod/$connect", f"authorizers/{authorizer['AuthorizerId']}"]
+    for path in invoked_as:
+        assert fnmatchcase(f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/{path}", source)
 
     iam = deployment.client("iam")
     role = iam.get_role(RoleName=FUNCTION)["Role"]

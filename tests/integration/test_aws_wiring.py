@@ -3,7 +3,9 @@ own environment and finds its registry where the playbook put it.
 
 moto cannot run the function (it has no Docker here), so the handler runs in a process of
 its own (a Lambda container's stand-in) with exactly the environment the function was
-deployed with, plus endpoint overrides that send its AWS calls to moto.
+deployed with, plus endpoint overrides that send its AWS calls to moto. API Gateway's part
+is played here: each connection first goes through the function as the $connect route's
+authorizer, and what its Allow says goes with every later event of that connection.
 """
 
 import json
@@ -15,9 +17,10 @@ from typing import Any
 import pytest
 
 from p2p_protocol.tokens import issue_token
+from signaling_lambda import authorizer
 from tests.support.aws import FUNCTION, NAME, REGION, AwsDeployment, sealed_environment
 from tests.support.moto_server import MotoServer
-from tests.unit.aws_support import event
+from tests.unit.aws_support import authorizer_event, event
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +32,7 @@ for name in ("botocore", "urllib3", "boto3"):
     logging.getLogger(name).setLevel(logging.WARNING)
 from signaling_lambda.handler import lambda_handler
 for line in sys.stdin:
-    print("RESULT", json.dumps(lambda_handler(json.loads(line), None)["statusCode"]))
+    print("RESULT", json.dumps(lambda_handler(json.loads(line), None)))
 """
 
 
@@ -38,8 +41,11 @@ def deployment(aws: MotoServer, tmp_path: Path) -> AwsDeployment:
     return AwsDeployment(aws, tmp_path / "credentials")
 
 
-def run_in_function(deployment: AwsDeployment, events: list[dict[str, Any]]) -> str:
-    """The handler, in a process whose environment is the deployed function's."""
+def run_in_function(
+    deployment: AwsDeployment, events: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str]:
+    """The handler, in a process whose environment is the deployed function's: its answer to
+    each event, and its log."""
     config = deployment.client("lambda").get_function_configuration(FunctionName=FUNCTION)
     environment = {
         **sealed_environment(),
@@ -59,19 +65,51 @@ def run_in_function(deployment: AwsDeployment, events: list[dict[str, Any]]) -> 
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("RESULT 200") == len(events), result.stdout + result.stderr
-    return result.stdout
+    lines = result.stdout.splitlines()
+    answers = [json.loads(line[7:]) for line in lines if line.startswith("RESULT ")]
+    assert len(answers) == len(events), result.stdout + result.stderr
+    return answers, result.stdout
+
+
+def connect(deployment: AwsDeployment, tokens: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Opens each connection (id: token) as API Gateway does; what each one's later events
+    carry in ``requestContext.authorizer``."""
+    events = [authorizer_event(connection, token) for connection, token in tokens.items()]
+    answers, _ = run_in_function(deployment, events)
+    contexts = {}
+    for connection, answer in zip(tokens, answers, strict=True):
+        context = authorizer.allowed_context(answer)
+        assert context is not None, f"the deployed function refused {connection}: {answer}"
+        contexts[connection] = context
+    return contexts
+
+
+def opened(route: str, connection: str, body: Any, context: dict[str, Any]) -> dict[str, Any]:
+    request = event(route, connection, body)
+    request["requestContext"]["authorizer"] = context
+    return request
 
 
 def register_then_relay(deployment: AwsDeployment) -> str:
-    token = issue_token(deployment.secret().encode(), "homelab", "laptop", 3600)
-    return run_in_function(
+    secret = deployment.secret().encode()
+    token = issue_token(secret, "homelab", "laptop", 3600)
+    client = issue_token(secret, "client", "browser", 3600, homelabs=("laptop",))
+    contexts = connect(deployment, {HOME: token, BROWSER: client})
+    register = {"action": "register", "name": "laptop", "token": token}
+    signal = {"action": "sendSignal", "to": "laptop", "data": "hi"}
+    answers, log = run_in_function(
         deployment,
         [
-            event("register", HOME, {"action": "register", "name": "laptop", "token": token}),
-            event("sendSignal", BROWSER, {"action": "sendSignal", "to": "laptop", "data": "hi"}),
+            opened("$connect", HOME, None, contexts[HOME]),
+            opened("register", HOME, register, contexts[HOME]),
+            opened("$connect", BROWSER, None, contexts[BROWSER]),
+            opened("sendSignal", BROWSER, signal, contexts[BROWSER]),
         ],
     )
+    assert [answer["statusCode"] for answer in answers] == [200] * 4, log
+    assert log.count("Connection allowed") == 2, log
+    assert "Refused a message" not in log, log
+    return log
 
 
 def test_dynamodb_registry_is_the_deployed_table(deployment: AwsDeployment) -> None:

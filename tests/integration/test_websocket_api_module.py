@@ -28,6 +28,8 @@ NAME = "homelab-p2p-signaling"
 LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:signal-fn"
 ROUTES = ["$connect", "$disconnect", "$default", "sendSignal"]
 TAGS = {"project": "homelab-p2p-bridge", "owner": "ops"}
+AUTHORIZER = f"{NAME}-token"
+TOKEN_SOURCE = ["route.request.querystring.token"]
 ENVIRONMENT = {
     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
     "AWS_EC2_METADATA_DISABLED": "true",
@@ -158,7 +160,13 @@ class Module:
 
     def present(self, **args: Any) -> dict[str, Any]:
         """The module with the arguments of a converged signaling API, overridden by args."""
-        return self(**{"lambda_arn": LAMBDA, "routes": ROUTES, "tags": TAGS, **args})
+        signaling = {
+            "lambda_arn": LAMBDA,
+            "routes": ROUTES,
+            "connect_authorizer": {"name": AUTHORIZER},
+            "tags": TAGS,
+        }
+        return self(**{**signaling, **args})
 
 
 @pytest.fixture
@@ -187,6 +195,22 @@ def integrations_of(apigw: Any, api_id: str) -> list[dict[str, Any]]:
     return integrations
 
 
+def authorizers_of(apigw: Any, api_id: str) -> list[dict[str, Any]]:
+    authorizers: list[dict[str, Any]] = apigw.get_authorizers(ApiId=api_id)["Items"]
+    return authorizers
+
+
+def guard_of_connect(apigw: Any, api_id: str) -> dict[str, Any]:
+    """The one authorizer of the API, after checking that it guards the $connect route."""
+    [authorizer] = authorizers_of(apigw, api_id)
+    connect = routes_of(apigw, api_id)["$connect"]
+    assert (connect["AuthorizationType"], connect["AuthorizerId"]) == (
+        "CUSTOM",
+        authorizer["AuthorizerId"],
+    )
+    return authorizer
+
+
 def test_create_builds_api_integration_routes_stage_and_tags(module: Module, apigw: Any) -> None:
     result = succeeded(module.present(description="WebRTC signaling"))
 
@@ -205,6 +229,16 @@ def test_create_builds_api_integration_routes_stage_and_tags(module: Module, api
     assert sorted(routes) == sorted(ROUTES)
     target = f"integrations/{integration['IntegrationId']}"
     assert {key: route["Target"] for key, route in routes.items()} == dict.fromkeys(ROUTES, target)
+    authorizer = guard_of_connect(apigw, api_id)
+    assert authorizer["Name"] == AUTHORIZER
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["AuthorizerUri"] == invocation_uri(LAMBDA)
+    assert authorizer["IdentitySource"] == TOKEN_SOURCE
+    # Only $connect can have an authorizer on a WebSocket API; the others are left open.
+    others = {
+        route.get("AuthorizationType", "NONE") for key, route in routes.items() if key != "$connect"
+    }
+    assert others == {"NONE"}
     [stage] = apigw.get_stages(ApiId=api_id)["Items"]
     assert (stage["StageName"], stage["AutoDeploy"]) == ("prod", True)
     tags_arn = f"arn:aws:apigateway:us-east-1::/apis/{api_id}"
@@ -215,6 +249,7 @@ def test_create_builds_api_integration_routes_stage_and_tags(module: Module, api
     assert result["url"] == f"wss://{api_id}.execute-api.us-east-1.amazonaws.com/prod"
     assert result["integration_id"] == integration["IntegrationId"]
     assert result["route_ids"] == {key: route["RouteId"] for key, route in routes.items()}
+    assert result["authorizer_id"] == authorizer["AuthorizerId"]
     assert result["stage"] == "prod"
 
 
@@ -228,9 +263,11 @@ def test_the_same_arguments_again_change_nothing(
     assert second["changed"] is False
     assert proxy.writes() == []
     assert proxy.requests, "the second run did not ask moto anything"
-    for key in ("api_id", "api_endpoint", "url", "integration_id", "route_ids", "stage"):
+    keys = ("api_id", "api_endpoint", "url", "integration_id", "route_ids", "authorizer_id")
+    for key in (*keys, "stage"):
         assert second[key] == first[key], key
     assert len(apigw.get_apis()["Items"]) == 1
+    assert len(authorizers_of(apigw, first["api_id"])) == 1
 
 
 def test_description_and_route_selection_change_in_place(module: Module, apigw: Any) -> None:
@@ -312,7 +349,142 @@ def test_a_new_lambda_arn_updates_the_integration_in_place(module: Module, apigw
     assert integration["IntegrationId"] == first["integration_id"]
     assert integration["IntegrationUri"] == invocation_uri(new_arn)
     assert result["route_ids"] == first["route_ids"]
+    authorizer = guard_of_connect(apigw, first["api_id"])
+    assert authorizer["AuthorizerId"] == first["authorizer_id"]
+    assert authorizer["AuthorizerUri"] == invocation_uri(new_arn)
     assert succeeded(module.present(lambda_arn=new_arn))["changed"] is False
+
+
+def test_an_authorizer_that_drifted_is_repaired_in_place(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    first = succeeded(module.present())
+    api_id, authorizer_id = first["api_id"], first["authorizer_id"]
+    apigw.update_authorizer(
+        ApiId=api_id,
+        AuthorizerId=authorizer_id,
+        AuthorizerUri=invocation_uri(f"{LAMBDA}-elsewhere"),
+        IdentitySource=["route.request.header.Authorization"],
+    )
+    apigw.update_route(
+        ApiId=api_id, RouteId=first["route_ids"]["$connect"], AuthorizationType="NONE"
+    )
+
+    result = succeeded(module.present())
+
+    assert result["changed"] is True
+    assert result["authorizer_id"] == authorizer_id
+    authorizer = guard_of_connect(apigw, api_id)
+    assert authorizer["AuthorizerId"] == authorizer_id
+    assert authorizer["AuthorizerUri"] == invocation_uri(LAMBDA)
+    assert authorizer["IdentitySource"] == TOKEN_SOURCE
+    assert sorted(proxy.writes()) == [
+        ("PATCH", f"/v2/apis/{api_id}/authorizers/{authorizer_id}"),
+        ("PATCH", f"/v2/apis/{api_id}/routes/{first['route_ids']['$connect']}"),
+    ]
+    assert succeeded(module.present())["changed"] is False
+
+
+def test_connect_guarded_by_another_authorizer_is_guarded_by_its_own_again(
+    module: Module, apigw: Any
+) -> None:
+    first = succeeded(module.present())
+    api_id = first["api_id"]
+    other = apigw.create_authorizer(
+        ApiId=api_id,
+        Name="someone-elses",
+        AuthorizerType="REQUEST",
+        AuthorizerUri=invocation_uri(f"{LAMBDA}-elsewhere"),
+        IdentitySource=["route.request.header.Authorization"],
+    )["AuthorizerId"]
+    apigw.update_route(
+        ApiId=api_id,
+        RouteId=first["route_ids"]["$connect"],
+        AuthorizationType="CUSTOM",
+        AuthorizerId=other,
+    )
+
+    result = succeeded(module.present())
+
+    assert result["changed"] is True
+    connect = routes_of(apigw, api_id)["$connect"]
+    assert (connect["AuthorizationType"], connect["AuthorizerId"]) == (
+        "CUSTOM",
+        first["authorizer_id"],
+    )
+    # Another authorizer is not the module's business: it stays.
+    assert {a["AuthorizerId"] for a in authorizers_of(apigw, api_id)} == {
+        first["authorizer_id"],
+        other,
+    }
+
+
+def test_an_authorizer_of_that_name_is_adopted_not_duplicated(module: Module, apigw: Any) -> None:
+    # As a run interrupted between creating the authorizer and guarding $connect leaves it.
+    api_id = succeeded(module.present(connect_authorizer=None))["api_id"]
+    left = apigw.create_authorizer(
+        ApiId=api_id,
+        Name=AUTHORIZER,
+        AuthorizerType="REQUEST",
+        AuthorizerUri=invocation_uri(LAMBDA),
+        IdentitySource=TOKEN_SOURCE,
+    )["AuthorizerId"]
+
+    result = succeeded(module.present())
+
+    assert (result["changed"], result["authorizer_id"]) == (True, left)
+    assert guard_of_connect(apigw, api_id)["AuthorizerId"] == left
+
+
+def test_check_mode_plans_the_authorizer_without_creating_it(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    api_id = succeeded(module.present(connect_authorizer=None))["api_id"]
+
+    planned = succeeded(module.present(check=True, diff=True))
+
+    assert planned["changed"] is True
+    assert planned["authorizer_id"] is None
+    assert proxy.writes() == []
+    assert authorizers_of(apigw, api_id) == []
+    assert routes_of(apigw, api_id)["$connect"].get("AuthorizationType", "NONE") == "NONE"
+    assert planned["diff"]["before"]["connect_authorizer"] is None
+    assert planned["diff"]["after"]["connect_authorizer"] == {
+        "name": AUTHORIZER,
+        "type": "REQUEST",
+        "uri": invocation_uri(LAMBDA),
+        "identity_source": TOKEN_SOURCE,
+    }
+
+    made = succeeded(module.present())
+    assert made["changed"] is True
+    assert guard_of_connect(apigw, api_id)["AuthorizerId"] == made["authorizer_id"]
+    assert succeeded(module.present(check=True))["changed"] is False
+
+
+def test_without_connect_authorizer_the_guard_of_connect_is_left_alone(
+    module: Module, proxy: RecordingProxy, apigw: Any
+) -> None:
+    first = succeeded(module.present())
+
+    result = succeeded(module.present(connect_authorizer=None))
+
+    assert (result["changed"], result["authorizer_id"]) == (False, first["authorizer_id"])
+    assert proxy.writes() == []
+    assert guard_of_connect(apigw, first["api_id"])["AuthorizerId"] == first["authorizer_id"]
+
+
+def test_an_authorizer_without_a_connect_route_is_refused_before_any_call(
+    module: Module, proxy: RecordingProxy
+) -> None:
+    result = module.present(routes=["$default", "sendSignal"])
+
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "connect_authorizer guards the $connect route, which routes does not list; add "
+        "$connect to routes or leave connect_authorizer out"
+    )
+    assert proxy.requests == []
 
 
 def test_tags_are_changed_purged_or_kept(module: Module, apigw: Any) -> None:
@@ -365,6 +537,12 @@ def test_diff_mode_shows_before_and_after(module: Module) -> None:
         "route_selection_expression": "$request.body.action",
         "integration": invocation_uri(LAMBDA),
         "routes": sorted(ROUTES),
+        "connect_authorizer": {
+            "name": AUTHORIZER,
+            "type": "REQUEST",
+            "uri": invocation_uri(LAMBDA),
+            "identity_source": TOKEN_SOURCE,
+        },
         "stage": {"name": "prod", "auto_deploy": True},
         "tags": TAGS,
     }
@@ -397,6 +575,30 @@ def test_absent_deletes_the_api_once(module: Module, apigw: Any) -> None:
 
     again = succeeded(module(state="absent"))
     assert (again["changed"], again["api_id"]) == (False, None)
+
+
+def test_the_documentation_parses_and_covers_the_arguments_and_the_result(
+    module: Module,
+) -> None:
+    """What ansible-doc shows; a YAML slip in DOCUMENTATION hides the whole page."""
+    ansible_doc = Path(sys.executable).with_name("ansible-doc")
+    shown = subprocess.run(
+        [str(ansible_doc), "--json", "-M", str(MODULE.parent), MODULE.stem],
+        capture_output=True,
+        text=True,
+        env={**ENVIRONMENT, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    page = json.loads(shown.stdout)[MODULE.stem]
+    result = succeeded(module.present(diff=True, description="WebRTC signaling"))
+
+    options = page["doc"]["options"]
+    arguments = {"lambda_arn", "routes", "connect_authorizer", "tags", "description"}
+    assert arguments <= set(options)
+    assert set(options["connect_authorizer"]["suboptions"]) == {"name", "identity_source"}
+    assert set(result) - {"changed", "invocation"} <= set(page["return"])
 
 
 def test_two_apis_of_the_same_name_fail_with_one_sentence(

@@ -1,9 +1,11 @@
 """``moto_server`` on 127.0.0.1, the stand-in for AWS (which cannot run here).
 
-Run as a module it is moto's own server with one compatibility patch: moto 5.2 leaves
+Run as a module it is moto's own server with two compatibility patches: moto 5.2 leaves
 ``TableId`` out of DescribeTable/CreateTable answers, and community.aws.dynamodb_table then
 fails with ``KeyError: 'table_id'`` after creating the table. The patch fills the field in
-the way AWS does (a stable UUID per table); nothing else about moto changes.
+the way AWS does (a stable UUID per table). And moto 5.2 keeps API Gateway v2 authorizers
+but cannot list them (GetAuthorizers), which homelab_p2p_websocket_api does to find its
+own; the patch lists them the way GetRoutes lists routes. Nothing else about moto changes.
 
     python -m tests.support.moto_server -H 127.0.0.1 -p 0
 """
@@ -35,6 +37,16 @@ def _patch_table_id() -> None:
         return result
 
     Table.describe = describe  # type: ignore[method-assign]
+
+
+def _patch_get_authorizers() -> None:
+    from moto.apigatewayv2.responses import ApiGatewayV2Response
+
+    def get_authorizers(self: Any) -> tuple[int, dict[str, str], str]:
+        api = self.apigatewayv2_backend.get_api(self.path.split("/")[-2])
+        return 200, {}, json.dumps({"items": [a.to_json() for a in api.authorizers.values()]})
+
+    ApiGatewayV2Response.get_authorizers = get_authorizers  # type: ignore[attr-defined]
 
 
 def _free_port() -> int:
@@ -100,6 +112,7 @@ class MotoServer:
 
 if __name__ == "__main__":
     _patch_table_id()
+    _patch_get_authorizers()
     from moto.server import main
 
     main(sys.argv[1:])

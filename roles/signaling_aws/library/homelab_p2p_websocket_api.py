@@ -11,7 +11,11 @@ description:
     community.aws has an API Gateway v2 module.
   - A run that finds everything as asked makes no write call. Other integrations of the API are
     left alone; the Lambda proxy integration found is updated, never duplicated.
+  - With O(connect_authorizer) the V($connect) route is guarded by a Lambda REQUEST authorizer,
+    found by name, that invokes the same function; other authorizers of the API are left alone.
   - It does not let API Gateway invoke the function; use M(amazon.aws.lambda_policy) for that.
+    A source ARN of C(arn:aws:execute-api:REGION:ACCOUNT:API_ID/*) covers the routes and the
+    authorizer (C(API_ID/authorizers/AUTHORIZER_ID)) alike.
 options:
   name:
     description: Name of the API. At most one WebSocket API of this name may exist in the region.
@@ -42,6 +46,28 @@ options:
     description: Delete the routes of the API that are not in O(routes).
     type: bool
     default: true
+  connect_authorizer:
+    description:
+      - A Lambda REQUEST authorizer on the V($connect) route, invoking O(lambda_arn) with the
+        connection request; API Gateway answers HTTP 401 when it raises C(Unauthorized), and
+        hands the context of its Allow to every later event of the connection.
+      - Requires V($connect) in O(routes). When not given, the V($connect) route's authorization
+        is left as it is.
+      - It runs once per connection, and API Gateway caches no authorizer result of a WebSocket
+        API, so there is no TTL to set.
+    type: dict
+    suboptions:
+      name:
+        description: Name of the authorizer; the module finds it by this name.
+        type: str
+        required: true
+      identity_source:
+        description:
+          - Where the authorizer's input is; API Gateway answers 401 without invoking the
+            function when one of them is missing from the request.
+        type: list
+        elements: str
+        default: [route.request.querystring.token]
   stage:
     description: Name of the stage clients connect to.
     type: str
@@ -73,6 +99,9 @@ EXAMPLES = r"""
     description: WebRTC signaling for the homelab bridge
     lambda_arn: arn:aws:lambda:us-east-1:123456789012:function:homelab-p2p-signaling
     routes: [$connect, $disconnect, $default, sendSignal, register, ping]
+    connect_authorizer:  # the same function checks ?token= before a connection is opened
+      name: homelab-p2p-signaling-token
+      identity_source: [route.request.querystring.token]
     tags:
       project: homelab-p2p-bridge
   register: signaling_api  # signaling_api.url is what clients connect to
@@ -109,6 +138,12 @@ route_ids:
   type: dict
   returned: when O(state=present)
   sample: {"$connect": "r1a2b3c", "sendSignal": "r4d5e6f"}
+authorizer_id:
+  description: Id of the authorizer of the V($connect) route; null when the route has none, or in
+    check mode before it is created.
+  type: str
+  returned: when O(state=present)
+  sample: a1b2c3d
 stage:
   description: Name of the stage.
   type: str
@@ -116,7 +151,8 @@ stage:
   sample: prod
 diff:
   description: In diff mode, the API before and after (description, route selection expression,
-    integration URI, sorted route keys, stage and auto_deploy, tags).
+    integration URI, sorted route keys, the V($connect) route's authorizer, stage and
+    auto_deploy, tags).
   type: dict
   returned: in diff mode
 """
@@ -205,12 +241,13 @@ def find_api(gateway, name):
 
 
 def read_parts(gateway, api_id):
-    """Integrations, routes and stages of the API; none while it is still to be created."""
+    """Integrations, routes, stages and authorizers of the API; none while it is still to be
+    created."""
     if api_id is None:
-        return [], [], []
+        return [], [], [], []
     return tuple(
         gateway.items(operation, ApiId=api_id)
-        for operation in ("get_integrations", "get_routes", "get_stages")
+        for operation in ("get_integrations", "get_routes", "get_stages", "get_authorizers")
     )
 
 
@@ -225,7 +262,36 @@ def pick_stage(stages, name):
     return next((stage for stage in stages if stage.get("StageName") == name), None)
 
 
-def summarize(api, integration, routes, stage):
+def connect_route(routes):
+    return next((route for route in routes if route.get("RouteKey") == "$connect"), None)
+
+
+def authorizer_of(route, authorizers):
+    """The authorizer a route is guarded by, if any."""
+    if route is None or route.get("AuthorizationType") != "CUSTOM":
+        return None
+    return next((a for a in authorizers if a["AuthorizerId"] == route.get("AuthorizerId")), None)
+
+
+def pick_authorizer(authorizers, name, route):
+    """The authorizer of that name to keep: the one the route already uses, else any other."""
+    named = [a for a in authorizers if a.get("Name") == name]
+    in_use = authorizer_of(route, authorizers)
+    return in_use if in_use in named else (named or [None])[0]
+
+
+def authorizer_summary(authorizer):
+    if authorizer is None:
+        return None
+    return {
+        "name": authorizer.get("Name"),
+        "type": authorizer.get("AuthorizerType"),
+        "uri": authorizer.get("AuthorizerUri"),
+        "identity_source": list(authorizer.get("IdentitySource") or []),
+    }
+
+
+def summarize(api, integration, routes, stage, authorizers):
     """The compact view diff mode shows of what exists."""
     if api is None:
         return {}
@@ -236,6 +302,7 @@ def summarize(api, integration, routes, stage):
         "route_selection_expression": api.get("RouteSelectionExpression"),
         "integration": integration.get("IntegrationUri") if integration else None,
         "routes": sorted(route["RouteKey"] for route in routes),
+        "connect_authorizer": authorizer_summary(authorizer_of(connect_route(routes), authorizers)),
         "stage": stage,
         "tags": api.get("Tags") or {},
     }
@@ -249,11 +316,15 @@ def wanted_summary(before, params, uri):
         tags = {key: value for key, value in {**tags, **to_set}.items() if key not in to_unset}
     kept = [] if params["purge_routes"] else before.get("routes", [])
     description = params["description"]
+    authorizer = before.get("connect_authorizer")
+    if params["connect_authorizer"] is not None:
+        authorizer = authorizer_summary(wanted_authorizer(params["connect_authorizer"], uri))
     return {
         "description": before.get("description", "") if description is None else description,
         "route_selection_expression": params["route_selection_expression"],
         "integration": uri,
         "routes": sorted(set(params["routes"]) | set(kept)),
+        "connect_authorizer": authorizer,
         "stage": {"name": params["stage"], "auto_deploy": params["auto_deploy"]},
         "tags": tags,
     }
@@ -296,17 +367,41 @@ def ensure_integration(gateway, api_id, current, uri):
     return integration_id
 
 
-def ensure_routes(gateway, api_id, routes, params, target):
+def wanted_authorizer(spec, uri):
+    """The authorizer spec asks for, in the form GetAuthorizers answers with."""
+    return {
+        "Name": spec["name"],
+        "AuthorizerType": "REQUEST",
+        "AuthorizerUri": uri,
+        "IdentitySource": spec["identity_source"],
+    }
+
+
+def ensure_authorizer(gateway, api_id, current, spec, uri):
+    wanted = wanted_authorizer(spec, uri)
+    if current is None:
+        return gateway.write("create_authorizer", ApiId=api_id, **wanted).get("AuthorizerId")
+    authorizer_id = current["AuthorizerId"]
+    if any(current.get(key) != value for key, value in wanted.items()):
+        gateway.write("update_authorizer", ApiId=api_id, AuthorizerId=authorizer_id, **wanted)
+    return authorizer_id
+
+
+def ensure_routes(gateway, api_id, routes, params, target, *, authorizer_id):
+    """The routes, each on target; $connect also behind authorizer_id when there is one."""
     existing = {route["RouteKey"]: route for route in routes}
     route_ids = {}
     for key in params["routes"]:
         route = existing.get(key)
+        wanted = {"Target": target}
+        if key == "$connect" and params["connect_authorizer"] is not None:
+            wanted.update(AuthorizationType="CUSTOM", AuthorizerId=authorizer_id)
         if route is None:
-            created = gateway.write("create_route", ApiId=api_id, RouteKey=key, Target=target)
+            created = gateway.write("create_route", ApiId=api_id, RouteKey=key, **wanted)
             route_ids[key] = created.get("RouteId")
             continue
-        if route.get("Target") != target:
-            gateway.write("update_route", ApiId=api_id, RouteId=route["RouteId"], Target=target)
+        if any(route.get(name) != value for name, value in wanted.items()):
+            gateway.write("update_route", ApiId=api_id, RouteId=route["RouteId"], **wanted)
         route_ids[key] = route["RouteId"]
     for key, route in existing.items():
         if key in route_ids:
@@ -346,16 +441,23 @@ def ensure_present(module, gateway):
     uri = "arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations"
     uri %= (partition, module.region, params["lambda_arn"])
     api = find_api(gateway, params["name"])
-    integrations, routes, stages = read_parts(gateway, api and api["ApiId"])
+    integrations, routes, stages, authorizers = read_parts(gateway, api and api["ApiId"])
     integration = pick_integration(integrations, uri)
     stage = pick_stage(stages, params["stage"])
-    before = summarize(api, integration, routes, stage)
+    before = summarize(api, integration, routes, stage, authorizers)
 
     api = ensure_api(gateway, api, params, partition)
     api_id = api.get("ApiId")
     integration_id = ensure_integration(gateway, api_id, integration, uri)
     target = "integrations/%s" % integration_id
-    route_ids = ensure_routes(gateway, api_id, routes, params, target)
+    spec = params["connect_authorizer"]
+    if spec is None:  # left as it is
+        authorizer = authorizer_of(connect_route(routes), authorizers)
+        authorizer_id = authorizer and authorizer["AuthorizerId"]
+    else:
+        current = pick_authorizer(authorizers, spec["name"], connect_route(routes))
+        authorizer_id = ensure_authorizer(gateway, api_id, current, spec, uri)
+    route_ids = ensure_routes(gateway, api_id, routes, params, target, authorizer_id=authorizer_id)
     ensure_stage(gateway, api_id, stage, params["stage"], params["auto_deploy"])
 
     result = {
@@ -365,6 +467,7 @@ def ensure_present(module, gateway):
         "url": websocket_url(api.get("ApiEndpoint"), params["stage"]),
         "integration_id": integration_id,
         "route_ids": route_ids,
+        "authorizer_id": authorizer_id,
         "stage": params["stage"],
     }
     if module._diff:
@@ -376,9 +479,9 @@ def ensure_absent(module, gateway):
     api = find_api(gateway, module.params["name"])
     result = {"changed": api is not None, "api_id": api and api["ApiId"]}
     if module._diff:
-        integrations, routes, stages = read_parts(gateway, api and api["ApiId"])
+        integrations, routes, stages, authorizers = read_parts(gateway, api and api["ApiId"])
         stage = pick_stage(stages, module.params["stage"])
-        before = summarize(api, pick_integration(integrations, None), routes, stage)
+        before = summarize(api, pick_integration(integrations, None), routes, stage, authorizers)
         result["diff"] = {"before": before, "after": {}}
     if api is not None:
         gateway.write("delete_api", ApiId=api["ApiId"])
@@ -395,6 +498,17 @@ def main():
             "lambda_arn": {"type": "str"},
             "routes": {"type": "list", "elements": "str"},
             "purge_routes": {"type": "bool", "default": True},
+            "connect_authorizer": {
+                "type": "dict",
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "identity_source": {
+                        "type": "list",
+                        "elements": "str",
+                        "default": ["route.request.querystring.token"],
+                    },
+                },
+            },
             "stage": {"type": "str", "default": "prod"},
             "auto_deploy": {"type": "bool", "default": True},
             "tags": {"type": "dict", "aliases": ["resource_tags"]},
@@ -407,6 +521,12 @@ def main():
         module.fail_json(msg="No AWS region is set; pass region or set AWS_REGION, and run again")
     params = module.params
     params["routes"] = list(dict.fromkeys(params["routes"] or []))
+    wants_authorizer = params["state"] == "present" and params["connect_authorizer"] is not None
+    if wants_authorizer and "$connect" not in params["routes"]:
+        module.fail_json(
+            msg="connect_authorizer guards the $connect route, which routes does not list; add "
+            "$connect to routes or leave connect_authorizer out"
+        )
     if params["tags"] is not None:  # AWS keeps tag values as strings; YAML may give numbers
         params["tags"] = {key: str(value) for key, value in params["tags"].items()}
     gateway = Gateway(module)
