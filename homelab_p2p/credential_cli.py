@@ -5,6 +5,7 @@ each credential's private key are read from and written to paths given as option
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -141,15 +142,14 @@ def _issue(args: argparse.Namespace) -> int:
         return 2
     try:
         operator = load_operator_key(args.operator_key)
-        token = ""
-        homelabs = tuple(dict.fromkeys(args.homelab))
+        secret = None
         if args.secret_file is not None or args.secret_stdin:
             secret = (
                 load_secret_file(args.secret_file)
                 if args.secret_file is not None
                 else check_secret(sys.stdin.readline().strip().encode(), "the secret on stdin")
             )
-            token = issue_token(secret, args.kind, args.name, args.ttl, homelabs=homelabs)
+        homelabs = tuple(dict.fromkeys(args.homelab))
         credential = new_credential(
             operator,
             args.kind,
@@ -157,8 +157,18 @@ def _issue(args: argparse.Namespace) -> int:
             ttl_seconds=args.ttl,
             homelabs=homelabs,
             services=tuple(dict.fromkeys(args.service)),
-            signaling_token=token,
         )
+        if secret is not None:
+            # The token names the credential: revoking one refuses the other at signaling.
+            token = issue_token(
+                secret,
+                args.kind,
+                args.name,
+                args.ttl,
+                homelabs=homelabs,
+                credential_id=credential.certificate.id,
+            )
+            credential = dataclasses.replace(credential, signaling_token=token)
         write_private(args.out, credential.to_json())
     except (IdentityError, SecretError, ValueError) as exc:
         return _fail(exc)

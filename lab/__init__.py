@@ -2,6 +2,7 @@
 by the tests and the benchmarks."""
 
 import atexit
+import dataclasses
 import shutil
 import tempfile
 from functools import cache
@@ -44,16 +45,19 @@ def credential(
     """A credential the lab's operator issued (a client's reaches every service of ``laptop``)."""
     if kind == "homelab":
         homelabs, services = (), ()
-    return new_credential(
-        operator,
+    held = new_credential(
+        operator, kind, name, ttl_seconds=ttl, homelabs=homelabs, services=services, now=now
+    )
+    signaling = issue_token(
+        SECRET,
         kind,
         name,
-        ttl_seconds=ttl,
-        homelabs=homelabs,
-        services=services,
-        signaling_token=token(kind, name, ttl, now, homelabs or ("laptop",)),
+        ttl,
         now=now,
+        homelabs=homelabs,
+        credential_id=held.certificate.id,
     )
+    return dataclasses.replace(held, signaling_token=signaling)
 
 
 @cache

@@ -6,7 +6,9 @@ HMAC-SHA256 under a secret shared by whoever issues tokens and the signaling fun
     hp1.<payload>.<signature>
 
 ``payload`` is base64url (unpadded) compact JSON ``{"e":<expiry epoch s>,"n":<name>,"r":<role>}``
-plus, for a client, ``"h":[<homelab names>]``: the homelabs signaling relays its signals to
+plus, for a client, ``"h":[<homelab names>]``: the homelabs signaling relays its signals to,
+and ``"i":<credential id>`` when the token was issued with a credential (a revocation of
+that credential then ends the token too)
 and ``signature`` is base64url HMAC-SHA256 over ``hp1.<payload>``. Tokens travel in the
 WebSocket URL (``?token=``), so every character is URL-safe.
 
@@ -30,6 +32,7 @@ ROLES = ("homelab", "client")
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_LENGTH = 1024
 MAX_HOMELABS = 16
+_CREDENTIAL_ID = re.compile(r"[0-9a-f]{16}")
 SIGNATURE_LENGTH = 43
 """Characters of an HMAC-SHA256 (32 bytes) in unpadded base64url."""
 _TTL = re.compile(r"(\d+)([smhd]?)")
@@ -52,6 +55,8 @@ class TokenClaims:
     expires_at: int
     homelabs: tuple[str, ...] = ()
     """The homelabs a client may send signals to (a homelab's token names none)."""
+    credential_id: str = ""
+    """The credential the token was issued with, if any (what a revocation list names)."""
 
     def describe(self) -> str:
         return f"{self.role} {self.name!r}"
@@ -97,6 +102,7 @@ def issue_token(
     *,
     now: float | None = None,
     homelabs: tuple[str, ...] = (),
+    credential_id: str = "",
 ) -> str:
     """A token for ``role``/``name`` that expires ``ttl_seconds`` from ``now``; a client's
     names the ``homelabs`` it may reach."""
@@ -110,6 +116,10 @@ def issue_token(
     claims: dict[str, object] = {"e": expires_at, "n": name, "r": role}
     if role == "client":
         claims["h"] = list(homelabs)
+    if credential_id:
+        if not _CREDENTIAL_ID.fullmatch(credential_id):
+            raise ValueError(f"credential id {credential_id!r} is not 16 hex digits")
+        claims["i"] = credential_id
     payload = b64url.encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signed_part = f"{TOKEN_VERSION}.{payload}"
     return f"{signed_part}.{b64url.encode(_signature(secret, signed_part))}"
@@ -158,8 +168,12 @@ def verify_token(secret: bytes, token: object, now: float | None = None) -> Toke
         raise TokenError("the token's payload is not valid")
     assert isinstance(role, str)
     assert isinstance(name, str)
-    homelabs = claims.get("h", [])
+    homelabs, credential_id = claims.get("h", []), claims.get("i", "")
     if not isinstance(homelabs, list) or not all(isinstance(h, str) for h in homelabs):
+        raise TokenError("the token's payload is not valid")
+    if not isinstance(credential_id, str) or not (
+        credential_id == "" or _CREDENTIAL_ID.fullmatch(credential_id)
+    ):
         raise TokenError("the token's payload is not valid")
     try:
         _check_homelabs(role, tuple(homelabs))
@@ -168,7 +182,13 @@ def verify_token(secret: bytes, token: object, now: float | None = None) -> Toke
     if expires_at <= (time.time() if now is None else now):
         when = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         raise TokenError(f"the token expired at {when}")
-    return TokenClaims(role=role, name=name, expires_at=expires_at, homelabs=tuple(homelabs))
+    return TokenClaims(
+        role=role,
+        name=name,
+        expires_at=expires_at,
+        homelabs=tuple(homelabs),
+        credential_id=credential_id,
+    )
 
 
 REPLY_TICKET_LENGTH = 22

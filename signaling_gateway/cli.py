@@ -13,10 +13,12 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from p2p_protocol.identity import IdentityError
 from p2p_protocol.names import LOG_LEVELS
 from p2p_protocol.tokens import SecretError
 from p2p_runtime.credentials import load_secret_file
 from p2p_runtime.logs import configure_logging
+from p2p_runtime.revocation import RevocationList
 from p2p_runtime.sdnotify import notify
 from p2p_runtime.stop import stop_on_signal
 from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
@@ -86,6 +88,12 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_auth_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--revocation-file",
+        type=Path,
+        help="revocation list (JSON, as Ansible writes it): tokens issued with a credential it "
+        "names are refused; read again when it changes",
+    )
     auth = parser.add_mutually_exclusive_group(required=True)
     auth.add_argument(
         "--secret-file", type=Path, help="file holding the token signing secret (32+ bytes)"
@@ -235,7 +243,9 @@ def load_management_secret(path: Path) -> str:
         ) from None
 
 
-async def serve(config: GatewayConfig, settings: Settings) -> int:
+async def serve(
+    config: GatewayConfig, settings: Settings, revocations: RevocationList | None = None
+) -> int:
     # The handler signs its management API calls as it does on AWS, with the secret the
     # management API checks (sigv4.py): no other local user can call that API.
     session = boto3.session.Session(
@@ -246,7 +256,10 @@ async def serve(config: GatewayConfig, settings: Settings) -> int:
 
     def make_handler(management_url: str) -> Handler:
         return SignalingApp.from_settings(
-            replace(settings, management_endpoint=management_url), session, MANAGEMENT_CLIENT_CONFIG
+            replace(settings, management_endpoint=management_url),
+            session,
+            MANAGEMENT_CLIENT_CONFIG,
+            revoked=revocations.current if revocations is not None else None,
         )
 
     gateway = Gateway(config, make_handler)
@@ -328,8 +341,14 @@ def main(argv: list[str] | None = None) -> int:
         secret=secret,
         log_level=args.log_level,
     )
+    try:
+        revocations = RevocationList(args.revocation_file) if args.revocation_file else None
+    except IdentityError as exc:
+        print(f"{PROG}: --revocation-file: {exc}", file=sys.stderr)
+        return 2
     raise_open_file_limit()
-    return asyncio.run(serve(_gateway_config(args, management_secret), settings))
+    config = _gateway_config(args, management_secret)
+    return asyncio.run(serve(config, settings, revocations))
 
 
 if __name__ == "__main__":

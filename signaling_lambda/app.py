@@ -69,8 +69,11 @@ class SignalingApp:
         registry: Registry,
         connections: ConnectionsDirectory,
         clock: Callable[[], float] = time.time,
+        revoked: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         self._settings = settings
+        self._revoked = revoked or (lambda: settings.revoked)
+        """The credential ids whose tokens are refused now (the gateway reads a file)."""
         self._registry = registry
         self._connections = connections
         self._clock = clock
@@ -86,15 +89,18 @@ class SignalingApp:
         settings: Settings,
         session: boto3.session.Session | None = None,
         management_config: Config = AWS_MANAGEMENT_CONFIG,
+        revoked: Callable[[], frozenset[str]] | None = None,
     ) -> "SignalingApp":
         """The app with real AWS clients (from ``session``, else boto3's default).
 
-        ``management_config`` configures the management API client (timeouts, retries).
+        ``management_config`` configures the management API client (timeouts, retries);
+        ``revoked`` gives the revoked credential ids when they are not the settings' own.
         """
         directory = ConnectionsDirectory(
             boto3_client_factory(session, management_config), settings.management_endpoint
         )
-        return cls(settings, make_registry(settings, session), directory)
+        registry = make_registry(settings, session)
+        return cls(settings, registry, directory, revoked=revoked)
 
     def handle(self, event: object, context: object = None) -> Response:
         log.info("===== Lambda Handler Started =====")
@@ -149,6 +155,13 @@ class SignalingApp:
         except TokenError as exc:
             log.warning("Connection refused, returning 401: %s", exc)
             return authorizer.deny(method_arn)
+        if claims.credential_id in self._revoked():
+            log.warning(
+                "Connection refused, returning 401: the credential %s of %s was revoked",
+                claims.credential_id,
+                claims.describe(),
+            )
+            return authorizer.deny(method_arn)
         log.debug("Authorized a connection holding a token of %s", claims.describe())
         return authorizer.allow(claims, method_arn)
 
@@ -183,6 +196,11 @@ class SignalingApp:
             raise BadMessage(
                 ErrorCode.UNAUTHORIZED,
                 "the token of this connection has expired; reconnect with a new one",
+            )
+        if claims.credential_id and claims.credential_id in self._revoked():
+            raise BadMessage(
+                ErrorCode.UNAUTHORIZED,
+                f"the credential {claims.credential_id} of this connection was revoked",
             )
         return claims
 

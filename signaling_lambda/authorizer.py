@@ -51,6 +51,7 @@ def allow(claims: TokenClaims | None, method_arn: str) -> dict[str, Any]:
         "name": claims.name,
         "homelabs": ",".join(claims.homelabs),
         "expiresAt": claims.expires_at,
+        "credentialId": claims.credential_id,
     }
     return {**_policy("Allow", principal, method_arn), "context": context}
 
@@ -79,8 +80,8 @@ def claims_from_context(context: Mapping[str, Any] | None) -> TokenClaims | None
     """The claims the authorizer gave a connection; None if it gave none."""
     if not context:
         return None
-    role, name, homelabs, expires_at = (
-        context.get(key) for key in ("role", "name", "homelabs", "expiresAt")
+    role, name, homelabs, expires_at, credential_id = (
+        context.get(key) for key in ("role", "name", "homelabs", "expiresAt", "credentialId")
     )
     if role not in ROLES or not isinstance(name, str) or not isinstance(homelabs, str):
         return None
@@ -97,4 +98,5 @@ def claims_from_context(context: Mapping[str, Any] | None) -> TokenClaims | None
         name=name,
         expires_at=expiry,
         homelabs=tuple(h for h in homelabs.split(",") if h),
+        credential_id=credential_id if isinstance(credential_id, str) else "",
     )

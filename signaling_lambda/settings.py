@@ -7,19 +7,22 @@
 | REGISTRY_TTL_SECONDS      | registration lifetime (default 7800 s: the 2 h cap + margin)     |
 | SIGNALING_SECRET          | token signing secret, at least 32 bytes                          |
 | SIGNALING_AUTH            | ``token`` (default) or ``off`` (local tests only)                |
+| SIGNALING_REVOKED         | credential ids whose tokens are refused (comma-separated)        |
 | APIGW_MANAGEMENT_ENDPOINT | management API URL; default ``https://{domainName}/{stage}``     |
 | LOG_LEVEL                 | ``DEBUG`` (default, the guide's lines), ``INFO``, ``WARNING``... |
 | AWS_LAMBDA_FUNCTION_NAME  | set by Lambda; the function ``lambda_env`` updates               |
 """
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from p2p_protocol.names import LOG_LEVELS
 from p2p_protocol.tokens import SecretError, check_secret
 
 BACKENDS = ("dynamodb", "lambda_env", "memory")
 DEFAULT_REGISTRY_TTL_SECONDS = 7800
+_CREDENTIAL_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class ConfigError(ValueError):
@@ -36,6 +39,8 @@ class Settings:
     management_endpoint: str | None = None
     function_name: str | None = None
     log_level: str = "DEBUG"
+    revoked: frozenset[str] = field(default_factory=frozenset)
+    """Credential ids whose tokens signaling refuses (Ansible keeps the list)."""
 
     def __post_init__(self) -> None:
         if self.registry_backend not in BACKENDS:
@@ -77,6 +82,12 @@ class Settings:
         except ValueError:
             raise ConfigError(f"REGISTRY_TTL_SECONDS is {ttl_text!r}, not a whole number") from None
         secret = env.get("SIGNALING_SECRET")
+        revoked = frozenset(re.split(r"[\s,]+", env.get("SIGNALING_REVOKED", "").strip())) - {""}
+        for ident in revoked:
+            if not _CREDENTIAL_ID.fullmatch(ident):
+                raise ConfigError(
+                    f"SIGNALING_REVOKED holds {ident[:40]!r}, not a credential id (16 hex digits)"
+                )
         return cls(
             registry_backend=env.get("REGISTRY_BACKEND", "dynamodb").strip(),
             registry_table=env.get("REGISTRY_TABLE") or None,
@@ -86,4 +97,5 @@ class Settings:
             management_endpoint=env.get("APIGW_MANAGEMENT_ENDPOINT") or None,
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
             log_level=env.get("LOG_LEVEL", "DEBUG").strip().upper(),
+            revoked=revoked,
         )

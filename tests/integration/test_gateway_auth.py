@@ -1,13 +1,16 @@
 """Who may connect and who may register."""
 
+import json
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from lab import token
-from lab.gateway import GatewayProcess
+from lab import credential, token
+from lab.gateway import GATEWAY, GatewayProcess
 from lab.ws import open_ws, request
 from p2p_protocol.tokens import issue_token
 from tests.support.integration import StartGateway
@@ -97,3 +100,39 @@ def test_an_invalid_handshake_is_refused_before_connect_runs(gateway: GatewayPro
         sock.sendall(request.encode())
         assert sock.recv(64).startswith(b"HTTP/1.1 400")
     assert "RouteKey: $connect" not in gateway.log()
+
+
+async def test_a_revoked_credentials_token_is_refused_without_a_restart(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """--revocation-file: the list Ansible keeps; read again when it changes."""
+    listed = tmp_path / "revoked.json"
+    listed.write_text('{"revoked": []}')
+    gateway = start_gateway("--revocation-file", str(listed))
+    lost = credential("client", "lost")
+    async with await open_ws(gateway.url, lost.signaling_token) as ws:
+        assert (await request(ws, {"action": "ping"}))["action"] == "pong"
+        lost_id = lost.certificate.id
+        listed.write_text(json.dumps({"revoked": [{"id": lost_id, "name": "lost"}]}))
+        refused = await request(ws, {"action": "sendSignal", "to": "laptop", "data": "x"})
+        assert refused["error"] == "unauthorized"
+        assert f"the credential {lost_id} of this connection was revoked" in refused["message"]
+    with pytest.raises(InvalidStatus) as handshake:
+        await open_ws(gateway.url, lost.signaling_token)
+    assert handshake.value.response.status_code == 401
+    gateway.wait_for_log(rf"Connection refused, returning 401: the credential {lost_id} of client")
+    async with await open_ws(gateway.url, credential("client", "kept").signaling_token):
+        pass  # others still get in
+
+
+def test_an_unreadable_revocation_file_stops_the_start(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.json"
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    argv = [str(GATEWAY), "--secret-file", str(secret), "--revocation-file", str(absent)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"signaling-gateway: --revocation-file: cannot read the revocation list {absent}: "
+        "No such file or directory\n"
+    )

@@ -14,14 +14,14 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from lab import SECRET, token
+from lab import SECRET, credential, token
 from p2p_protocol.tokens import reply_ticket
 from signaling_lambda import authorizer
 from signaling_lambda import handler as lambda_entry
 from signaling_lambda.app import SignalingApp
 from signaling_lambda.management import ConnectionsDirectory, boto3_client_factory
 from signaling_lambda.registry import DynamoDBRegistry, LambdaEnvRegistry
-from signaling_lambda.settings import Settings
+from signaling_lambda.settings import ConfigError, Settings
 from tests.unit.aws_support import DOMAIN, ENDPOINT, REGION, authorizer_event, event, posted
 
 TABLE = "homelab-p2p-registry"
@@ -202,7 +202,7 @@ def test_lambda_handler_answers_a_bad_token_with_401(
     allowed = lambda_entry.lambda_handler(authorizer_event("C=", token()), None)
     assert allowed["context"] == {
         "role": "client", "name": "alice", "homelabs": "laptop",
-        "expiresAt": allowed["context"]["expiresAt"],
+        "expiresAt": allowed["context"]["expiresAt"], "credentialId": "",
     }  # fmt: skip
 
 
@@ -607,7 +607,39 @@ def test_lambda_handler_reports_a_configuration_error(
     ],
 )
 def test_settings_name_the_variable_to_fix(variables: dict[str, str], message: str) -> None:
-    from signaling_lambda.settings import ConfigError
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         Settings.from_environ(variables)
+
+
+def test_a_revoked_credential_ends_its_token_at_signaling(
+    session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
+) -> None:
+    lost, kept = credential("client", "lost"), credential("client", "kept")
+    settings = Settings(
+        registry_backend="memory",
+        secret=SECRET,
+        management_endpoint=ENDPOINT,
+        revoked=frozenset({lost.certificate.id}),
+    )
+    app = SignalingApp.from_settings(settings, session)
+    refused = app.handle(authorizer_event("C=", lost.signaling_token))
+    assert authorizer.allowed_context(refused) is None
+    assert authorizer.allowed_context(app.handle(authorizer_event("C=", kept.signaling_token)))
+    assert_in_order(
+        logs,
+        f"[WARNING] Connection refused, returning 401: the credential {lost.certificate.id} "
+        "of client 'lost' was revoked",
+    )
+    app.handle(event("ping", "C=", {"action": "ping"}, token=lost.signaling_token))
+    send(app, "C=", lost.signaling_token, to="me", data="x")
+    assert "of this connection was revoked" in posted("C=")[-1]["message"]
+
+
+def test_the_revocation_list_comes_from_the_environment() -> None:
+    ids = "0123456789abcdef, fedcba9876543210"
+    base = {"SIGNALING_SECRET": "s" * 40, "REGISTRY_BACKEND": "memory"}
+    settings = Settings.from_environ({**base, "SIGNALING_REVOKED": ids})
+    assert settings.revoked == {"0123456789abcdef", "fedcba9876543210"}
+    with pytest.raises(ConfigError, match="SIGNALING_REVOKED holds 'nope', not a credential id"):
+        Settings.from_environ({**base, "SIGNALING_REVOKED": "nope"})

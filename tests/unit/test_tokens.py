@@ -1,4 +1,6 @@
 import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -7,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import SECRET
+from p2p_protocol import b64url
 from p2p_protocol.tokens import (
     SecretError,
     TokenError,
@@ -182,3 +185,22 @@ def test_a_payload_of_impossible_length_is_refused() -> None:
     cut = payload[: len(payload) - len(payload) % 4 + 1]  # 4n + 1 characters: no bytes have that
     with pytest.raises(TokenError, match="payload has a length no base64url text has"):
         verify_token(SECRET, f"{version}.{cut}.{signature}")
+
+
+def test_a_client_token_names_its_homelabs_and_may_name_its_credential() -> None:
+    token = issue_token(
+        SECRET, "client", "alice", 60, homelabs=("laptop", "nas"), credential_id="0123456789abcdef"
+    )
+    claims = verify_token(SECRET, token)
+    assert claims.homelabs == ("laptop", "nas")
+    assert claims.credential_id == "0123456789abcdef"
+    with pytest.raises(ValueError, match="names the homelabs it may reach"):
+        issue_token(SECRET, "client", "alice", 60)
+    with pytest.raises(ValueError, match="is not 16 hex digits"):
+        issue_token(SECRET, "client", "alice", 60, homelabs=("laptop",), credential_id="x")
+    # A client token of before scopes (no "h") is refused, saying what to do.
+    payload = b64url.encode(json.dumps({"e": 2**40, "n": "old", "r": "client"}).encode())
+    signed = f"hp1.{payload}"
+    digest = hmac.new(SECRET, signed.encode(), hashlib.sha256).digest()
+    with pytest.raises(TokenError, match=r"names the homelabs it may reach .*issue a new one"):
+        verify_token(SECRET, f"{signed}.{b64url.encode(digest)}")
