@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 
 from homelab_server.authorize import PeerAuthorizer
@@ -26,6 +27,8 @@ from p2p_webrtc import IcePolicy, install
 
 log = logging.getLogger("homelab_server")
 PROG = "homelab_server"
+IDENTITY_EXPIRY_WARNING = 7 * 86400
+"""A homelab credential closer than this to its expiry is a warning at start."""
 CREDENTIAL_CHECK_INTERVAL = 5.0
 """Seconds between looks at the revocation list and at connected clients' expiry."""
 
@@ -61,6 +64,13 @@ async def run(config: DaemonConfig) -> int:
     notify(STATUS=f"Connecting to {config.signaling_url}")
     log.info(installed.policy.describe())
     log.info(installed.data_path.describe())
+    remaining = identity.certificate.expires_at - time.time()
+    if remaining < IDENTITY_EXPIRY_WARNING:
+        log.warning(
+            "The homelab's credential expires in %.1f days: clients refuse it after that; "
+            "issue a new one (ansible-playbook site.yml renews it)",
+            remaining / 86400,
+        )
     log.info(
         "Identity: %s, certified until %s; revocation list: %s",
         identity.certificate.describe(),
