@@ -19,8 +19,10 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".demo"
+# Everything the demo's play keeps on the controller (inventory/demo puts the operator's key,
+# the clients and the revocation list here too), so that demo-clean removes it all.
 CREDENTIALS = ROOT / "credentials" / "homelab-demo"
-TOKEN = CREDENTIALS / "client.token"
+CLIENT = CREDENTIALS / "clients" / "demo.json"
 BIN = Path(sys.executable).parent
 CONTAINER = "homelab-demo"
 IMAGE = "localhost/homelab-p2p-systemd:bookworm"
@@ -84,8 +86,9 @@ def provision() -> None:
 
 
 def client_flags(address: str) -> list[str]:
+    """The demo client's options: its credential proves it to the homelab and holds its token."""
     url = f"ws://{address}:8765/prod"
-    return ["--signaling-url", url, "--token-file", str(TOKEN), "--ice-server", "none"]
+    return ["--signaling-url", url, "--credential-file", str(CLIENT), "--ice-server", "none"]
 
 
 def echo_round_trip(address: str, message: str) -> str:
@@ -155,24 +158,25 @@ def up() -> None:
     provision()
     step("proving a round trip through a WebRTC data channel into the container")
     proxy = prove(address)
-    token = TOKEN.relative_to(ROOT)
-    flags = f"--signaling-url ws://{address}:8765/prod --token-file {token} --ice-server none"
-    # The fragment (after #) prefills the page's fields and never reaches a server.
-    fragment = urlencode({"url": f"ws://{address}:8765/prod", "token": TOKEN.read_text().strip()})
+    client = CLIENT.relative_to(ROOT)
+    flags = f"--signaling-url ws://{address}:8765/prod --credential-file {client} --ice-server none"
+    # The fragment (after #) prefills the signaling URL and never reaches a server; the
+    # credential is never in a link: it is pasted into the page.
+    fragment = urlencode({"url": f"ws://{address}:8765/prod"})
     print(f"""
   The homelab is the container {CONTAINER} ({address}); this machine is the laptop.
-  Signaling: ws://{address}:8765/prod    client token: {token}
+  Signaling: ws://{address}:8765/prod    client credential: {client} (ssh and web)
 
-  The browser demo page (connect, then Load shows the homelab's web service through WebRTC):
+  The browser demo page: load or paste the credential {client},
+  connect, then Load shows the homelab's web service through WebRTC:
       http://{address}:8765/#{fragment}
 
   SSH into it over WebRTC:
       ssh -i .demo/id_ed25519 -o ProxyCommand="{proxy}" root@{CONTAINER}
   Or forward a port:
       .venv/bin/homelab-p2p forward ssh --listen 127.0.0.1:2222 {flags}
-  The troubleshooting guide's echo test, with any WebSocket client:
-      .venv/bin/python -m websockets "ws://{address}:8765/prod?token=$(cat {token})"
-      then type: {{"action":"sendSignal","to":"me","data":"test"}}
+  The troubleshooting guide's echo test through signaling:
+      .venv/bin/homelab-p2p echo {flags}
   Logs (podman needs scripts/podman-env.sh sourced on this machine):
       . scripts/podman-env.sh; podman exec {CONTAINER} journalctl -u 'homelab-p2p-*' -f
 

@@ -1,5 +1,6 @@
 """homelab_server issues the homelab's token from a secret given as a value (a vault
-variable, or what signaling_aws publishes): through the command's environment only."""
+variable, or what signaling_aws publishes): on the command's standard input only
+(test_ansible_secret_hygiene.py proves it reaches no command line, environment or file)."""
 
 import os
 import subprocess

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,21 @@ def extra_vars(variables: dict[str, Any]) -> list[str]:
 
 
 def run_local_play(
-    workdir: Path, play: str, *variables: str, environment: dict[str, str] | None = None
+    workdir: Path,
+    play: str,
+    *variables: str,
+    environment: dict[str, str] | None = None,
+    options: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``play`` (YAML) against localhost over the local connection, ``-e`` for each variable.
 
     The repository's ansible.cfg applies (roles, filter plugins) whatever the current
-    directory; ``environment`` replaces the default one (that config and the venv on PATH).
+    directory; ``environment`` replaces the default one (that config and the venv on PATH);
+    ``options`` go to ansible-playbook as they are (``--check``, ``-vvv``).
     """
     playbook = workdir / "play.yml"
     playbook.write_text(play)
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(playbook)]
+    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", *options, str(playbook)]
     for variable in variables:
         argv += ["-e", variable]
     default = {

@@ -140,3 +140,28 @@ def test_the_secret_can_come_from_an_environment_variable(secret_file: Path) -> 
         assert refused.returncode == 1
         assert message in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_the_secret_on_stdin_then_the_token_after_it() -> None:
+    """--secret-stdin: the secret is stdin's first line (Ansible passes it so, off argv and
+    the environment); verify reads the token from the rest of stdin."""
+    secret = "a-secret-on-stdin-0123456789abcdef-0123456789"
+    issue = ["token", "issue", "--role", "homelab", "--name", "laptop", "--secret-stdin"]
+    issued = subprocess.run(
+        [str(CLI), *issue], input=secret + "\n", capture_output=True, text=True, check=False
+    )
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+    assert verify_token(secret.encode(), token).name == "laptop"
+    verify = ["token", "verify", "--secret-stdin", "--role", "homelab"]
+    given = f"{secret}\n{token}\n"
+    checked = subprocess.run(
+        [str(CLI), *verify], input=given, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert '"name": "laptop"' in checked.stdout
+    short = subprocess.run(
+        [str(CLI), *issue], input="short\n", capture_output=True, text=True, check=False
+    )
+    assert short.returncode == 2
+    assert short.stderr.startswith("homelab-p2p: the secret on stdin holds 5 bytes")
