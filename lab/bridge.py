@@ -84,7 +84,8 @@ def write_daemon_config(
     name = extra.get("name", "laptop")
     token_file = path.with_suffix(".token")
     token_file.write_text(token("homelab", name) + "\n")
-    identity = credential_file(credential("homelab", name), path.with_suffix(".identity.json"))
+    homelab = credential("homelab", name, ttl=30 * 86400)  # a month: no expiry warning
+    identity = credential_file(homelab, path.with_suffix(".identity.json"))
     config: dict[str, Any] = {
         "signaling_url": signaling_url,
         "token_file": str(token_file),

@@ -84,11 +84,21 @@ def control_message(error: str, message: str) -> str:
     return json.dumps({"error": error, "message": message})
 
 
+REFUSAL_LINGER = 5.0
+"""Seconds a refused channel stays open for its peer to read why and close it."""
+
+
 def refuse(channel: RTCDataChannel, error: str, message: str) -> None:
-    """Tell the far side why, then close the channel."""
+    """Tell the far side why; the far side closes the channel once it has read that.
+
+    Closing at once could lose the message: the stream reset may reach the peer, or be
+    acted on, before the message it follows (seen with aiortc and Chromium under load).
+    A peer that does not close it is closed after ``REFUSAL_LINGER`` seconds, so a
+    refused channel is held for that long at most.
+    """
     if channel.readyState == "open":
         channel.send(control_message(error, message))
-        channel.close()
+        asyncio.get_running_loop().call_later(REFUSAL_LINGER, channel.close)
 
 
 def parse_control(message: str) -> tuple[str, str]:
@@ -146,7 +156,9 @@ class ChannelBridge:
         if isinstance(message, str):
             error, text = parse_control(message)
             if self._on_control is not None:
+                # A client's bridge: a text message is the homelab's last word on it.
                 self._on_control(error, text)
+                self.channel.close()
             return
         if self.overflow is not None:
             return
