@@ -433,6 +433,7 @@ class PeerManager:
             ChannelRefusal.FORBIDDEN,
             f"your credential ({credential.name}) does not allow service {shown!r}; "
             f"it allows: {', '.join(credential.services)}",
+            at_open=True,
         )
 
     def _refuse_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
@@ -449,6 +450,7 @@ class PeerManager:
             channel,
             ChannelRefusal.TOO_MANY_CHANNELS,
             f"this connection has {limit} data channels open already (max_channels_per_peer)",
+            at_open=True,
         )
 
     def _on_state(self, peer: Peer) -> None:

@@ -78,6 +78,7 @@ class ServiceRouter:
                 channel,
                 ChannelRefusal.UNKNOWN_SERVICE,
                 f"this homelab offers no service {shown!r} (offered: {self.offered()})",
+                at_open=True,
             )
             return None
         log.info("Peer %s opened %r -> %s", peer, label, service.url)
@@ -104,6 +105,7 @@ class ServiceRouter:
                 channel,
                 ChannelRefusal.SERVICE_UNAVAILABLE,
                 f"cannot connect to {service.url}: {reason}",
+                at_open=True,
             )
             bridge.discard()
             return

@@ -88,17 +88,23 @@ REFUSAL_LINGER = 5.0
 """Seconds a refused channel stays open for its peer to read why and close it."""
 
 
-def refuse(channel: RTCDataChannel, error: str, message: str) -> None:
-    """Tell the far side why; the far side closes the channel once it has read that.
+def refuse(channel: RTCDataChannel, error: str, message: str, *, at_open: bool = False) -> None:
+    """Tell the far side why, then close the channel.
 
-    Closing at once could lose the message: the stream reset may reach the peer, or be
-    acted on, before the message it follows (seen with aiortc and Chromium under load).
-    A peer that does not close it is closed after ``REFUSAL_LINGER`` seconds, so a
-    refused channel is held for that long at most.
+    A channel refused as it opens (``at_open``: no such service, not in the credential,
+    too many channels) is left for the peer to close once it has read why: closing at once
+    could lose the message, the stream reset being acted on before the message it follows
+    (seen with aiortc and Chromium under load). A peer that does not close it is closed
+    after ``REFUSAL_LINGER`` seconds. A channel refused later (overflow, bad request) is
+    closed at once: its peer broke the rules, and the close still waits behind its queue.
     """
-    if channel.readyState == "open":
-        channel.send(control_message(error, message))
+    if channel.readyState != "open":
+        return
+    channel.send(control_message(error, message))
+    if at_open:
         asyncio.get_running_loop().call_later(REFUSAL_LINGER, channel.close)
+    else:
+        channel.close()
 
 
 def parse_control(message: str) -> tuple[str, str]:
