@@ -16,6 +16,7 @@ from homelab_p2p import commands
 from homelab_p2p.client import ClientOptions
 from homelab_p2p.clientconfig import add_connection_options, client_options
 from homelab_p2p.credential_cli import add_credential_parsers
+from homelab_p2p.credential_cli import ttl_argument as _ttl
 from homelab_p2p.doctor import guide, report
 from homelab_p2p.doctor.checks import Doctor
 from homelab_p2p.echo import echo
@@ -25,22 +26,14 @@ from p2p_protocol.tokens import (
     TokenError,
     check_secret,
     issue_token,
-    parse_ttl,
     verify_token,
 )
 from p2p_runtime.configfile import ConfigError
-from p2p_runtime.credentials import load_secret_file
+from p2p_runtime.credentials import load_secret_from
 from p2p_runtime.logs import configure_logging
 
 PROG = "homelab-p2p"
 NEW_SECRET_BYTES = 32
-
-
-def _ttl(text: str) -> int:
-    try:
-        return parse_ttl(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -223,10 +216,9 @@ def _add_secret_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_secret(args: argparse.Namespace) -> bytes:
-    if args.secret_file is not None:
-        return load_secret_file(args.secret_file)
-    if args.secret_stdin:
-        return check_secret(sys.stdin.readline().strip().encode(), "the secret on stdin")
+    given = load_secret_from(args.secret_file, sys.stdin if args.secret_stdin else None)
+    if given is not None:
+        return given
     value = os.environ.get(args.secret_env, "").strip()
     if not value:
         raise SecretError(f"the environment variable {args.secret_env} is not set or empty")

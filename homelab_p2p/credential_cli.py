@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TypeAlias
 
 from p2p_protocol.identity import KINDS, IdentityError
-from p2p_protocol.tokens import SecretError, check_secret, issue_token, parse_ttl
-from p2p_runtime.credentials import load_secret_file
+from p2p_protocol.tokens import SecretError, issue_token, parse_ttl
+from p2p_runtime.credentials import load_secret_from
 from p2p_runtime.identity import (
     Credential,
     expiry_text,
@@ -33,7 +33,8 @@ PROG = "homelab-p2p"
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _ttl(text: str) -> int:
+def ttl_argument(text: str) -> int:
+    """argparse's type for a lifetime (``parse_ttl``); ``homelab-p2p token`` uses it too."""
     try:
         return parse_ttl(text)
     except ValueError as exc:
@@ -75,7 +76,9 @@ def add_credential_parsers(subcommands: Subcommands) -> None:
         default=[],
         help="a service the client may open (repeat; '*' for every one)",
     )
-    issue.add_argument("--ttl", type=_ttl, default=_ttl("90d"), help="lifetime (default: 90d)")
+    issue.add_argument(
+        "--ttl", type=ttl_argument, default=ttl_argument("90d"), help="lifetime (default: 90d)"
+    )
     secret = issue.add_mutually_exclusive_group()
     secret.add_argument(
         "--secret-file",
@@ -142,13 +145,7 @@ def _issue(args: argparse.Namespace) -> int:
         return 2
     try:
         operator = load_operator_key(args.operator_key)
-        secret = None
-        if args.secret_file is not None or args.secret_stdin:
-            secret = (
-                load_secret_file(args.secret_file)
-                if args.secret_file is not None
-                else check_secret(sys.stdin.readline().strip().encode(), "the secret on stdin")
-            )
+        secret = load_secret_from(args.secret_file, sys.stdin if args.secret_stdin else None)
         homelabs = tuple(dict.fromkeys(args.homelab))
         credential = new_credential(
             operator,

@@ -2,6 +2,7 @@
 which does no I/O."""
 
 from pathlib import Path
+from typing import TextIO
 
 from p2p_protocol.tokens import SecretError, check_secret
 
@@ -20,6 +21,16 @@ def load_secret_file(path: str | Path) -> bytes:
             f"`homelab-p2p token new-secret --out {path}`"
         ) from None
     return check_secret(raw.strip(), f"the secret file {path}")
+
+
+def load_secret_from(path: Path | None, stdin: TextIO | None) -> bytes | None:
+    """The secret in ``path``, else the first line of ``stdin`` (off the disk and any command
+    line), checked; None when neither is given."""
+    if path is not None:
+        return load_secret_file(path)
+    if stdin is not None:
+        return check_secret(stdin.readline().strip().encode(), "the secret on stdin")
+    return None
 
 
 def read_token_file(path: Path) -> str:
