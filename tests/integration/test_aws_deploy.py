@@ -212,6 +212,52 @@ def test_update_lambda_publishes_changed_code_waits_and_keeps_the_configuration(
     )
 
 
+def revocation_list(path: Path, *ids: str) -> str:
+    entries = [{"id": ident, "name": f"client-{n}"} for n, ident in enumerate(ids)]
+    path.write_text(json.dumps({"revoked": entries}))
+    return str(path)
+
+
+def test_the_revocation_list_reaches_the_function_and_a_deploy_keeps_it(
+    deployment: AwsDeployment, tmp_path: Path
+) -> None:
+    deployment.deploy().assert_ok()
+    lambda_ = deployment.client("lambda")
+
+    def environment() -> dict[str, str]:
+        config = lambda_.get_function_configuration(FunctionName=FUNCTION)
+        return dict(config["Environment"]["Variables"])
+
+    before = environment()
+    assert "SIGNALING_REVOKED" not in before
+    # What site.yml's last play does once client_credentials has published its list.
+    listed = revocation_list(tmp_path / "revoked.json", "fedcba9876543210", "0123456789abcdef")
+    handed = deployment.playbook("playbooks/revocation.yml", homelab_p2p_revocation_list=listed)
+    assert handed.assert_ok().changed == 1
+    after = environment()
+    assert after.pop("SIGNALING_REVOKED") == "0123456789abcdef,fedcba9876543210"
+    assert after == before  # the secret and the registry's settings untouched
+    again = deployment.playbook("playbooks/revocation.yml", homelab_p2p_revocation_list=listed)
+    assert again.assert_ok().changed == 0
+
+    # A deploy that does not know the list (signaling alone) keeps it; one that does, sets it.
+    assert deployment.deploy().assert_ok().changed == 0
+    assert environment()["SIGNALING_REVOKED"] == "0123456789abcdef,fedcba9876543210"
+    grown = revocation_list(tmp_path / "grown.json", "0123456789abcdef", "00000000000000aa")
+    preview = deployment.deploy("--check", homelab_p2p_revocation_list=grown).assert_ok()
+    assert preview.changed > 0
+    assert environment()["SIGNALING_REVOKED"] == "0123456789abcdef,fedcba9876543210"
+    assert deployment.deploy(homelab_p2p_revocation_list=grown).assert_ok().changed == 1
+    assert environment()["SIGNALING_REVOKED"] == "00000000000000aa,0123456789abcdef"
+
+    too_many = revocation_list(tmp_path / "too-many.json", *(f"{n:016x}" for n in range(201)))
+    refused = deployment.playbook("playbooks/revocation.yml", homelab_p2p_revocation_list=too_many)
+    assert refused.returncode != 0
+    assert "holds 201 credentials, more than the 200 the Lambda's environment (4 KB) can hold" in (
+        " ".join(refused.output.split())
+    )
+
+
 def test_teardown_removes_everything_and_a_second_teardown_changes_nothing(
     deployment: AwsDeployment,
 ) -> None:

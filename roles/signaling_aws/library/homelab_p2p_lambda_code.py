@@ -53,7 +53,13 @@ version:
 import base64
 import hashlib
 
-from ansible.module_utils.homelab_p2p_aws import aws_call, aws_client, aws_module
+from ansible.module_utils.homelab_p2p_aws import (
+    aws_call,
+    aws_client,
+    aws_module,
+    deployed_function,
+    same_revision,
+)
 
 
 def main():
@@ -72,27 +78,13 @@ def main():
     new_sha = base64.b64encode(hashlib.sha256(code).digest()).decode()
 
     client = aws_client(module, "lambda")
-    current = aws_call(
-        module,
-        "Could not read the function %s" % name,
-        client.get_function_configuration,
-        FunctionName=name,
-        aws_retry=True,
-        missing=True,
-    )
-    if current is None:
-        module.fail_json(
-            msg="The function %s does not exist; deploy it first with ansible-playbook site.yml"
-            % name
-        )
+    current = deployed_function(module, client, name)
 
     result = dict(code_sha256=new_sha, previous_code_sha256=current["CodeSha256"])
     if current["CodeSha256"] == new_sha:
         module.exit_json(changed=False, **result)
     if module.check_mode:
         module.exit_json(changed=True, **result)
-    # RevisionId: fail rather than overwrite an update that got there first (moto has none).
-    revision = {"RevisionId": current["RevisionId"]} if current.get("RevisionId") else {}
     updated = aws_call(
         module,
         "Could not update the code of %s" % name,
@@ -101,7 +93,7 @@ def main():
         ZipFile=code,
         Publish=True,
         aws_retry=True,
-        **revision,
+        **same_revision(current),
     )
     module.exit_json(changed=True, version=updated.get("Version"), **result)
 

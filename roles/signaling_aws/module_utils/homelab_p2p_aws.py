@@ -36,3 +36,27 @@ def aws_call(module, msg, call, *args, missing=False, **kwargs):
         if missing and code == "ResourceNotFoundException":
             return None
         module.fail_json_aws(e, msg=msg)
+
+
+def deployed_function(module, client, name):
+    """The function's configuration; fails the module when the function does not exist."""
+    current = aws_call(
+        module,
+        "Could not read the function %s" % name,
+        client.get_function_configuration,
+        FunctionName=name,
+        aws_retry=True,
+        missing=True,
+    )
+    if current is None:
+        module.fail_json(
+            msg="The function %s does not exist; deploy it first with ansible-playbook site.yml"
+            % name
+        )
+    return current
+
+
+def same_revision(current):
+    """Keyword arguments that make an update fail rather than overwrite one that got there
+    first since ``current`` was read (moto has no RevisionId)."""
+    return {"RevisionId": current["RevisionId"]} if current.get("RevisionId") else {}
