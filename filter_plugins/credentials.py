@@ -6,8 +6,9 @@ still the one the inventory asks for.
 
 ``shown`` is the registered result of ``homelab-p2p credential show --json FILE``. The filter
 is "" when the credential is readable, matches every field of the wish (lists compared as
-sets), was issued by ``operator`` and stays valid longer than ``renew_before``; otherwise one
-short reason, which the play prints. ``ttl_seconds`` reads a lifetime as the CLI does (``90d``).
+sets; ``signaling_token: true`` asks only that it carries one), was issued by ``operator`` and
+stays valid longer than ``renew_before``; otherwise one short reason, which the play prints.
+``ttl_seconds`` reads a lifetime as the CLI does (``90d``).
 """
 
 import json
@@ -35,7 +36,11 @@ def credential_renewal(shown, wish, operator, renew_before):
     held = json.loads(shown["stdout"])
     for field, wanted in sorted(wish.items()):
         value = held.get(field)
-        if isinstance(wanted, list):
+        if field == "signaling_token":
+            # Issued before signaling's secret was known: a new one carries a token.
+            if wanted and not value:
+                return "it has no signaling token"
+        elif isinstance(wanted, list):
             if sorted(set(value or [])) != sorted(set(wanted)):
                 return "its %s are %s (declared: %s)" % (
                     field,

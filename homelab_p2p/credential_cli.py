@@ -198,6 +198,7 @@ def _show(args: argparse.Namespace) -> int:
                     "homelabs": list(certificate.homelabs),
                     "services": list(certificate.services),
                     "operator": operator_public_text(credential.operator),
+                    "signaling_token": bool(credential.signaling_token),
                 }
             )
         )

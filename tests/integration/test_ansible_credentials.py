@@ -45,7 +45,14 @@ def run(
     return result
 
 
-def clients(tmp_path: Path, *declared: dict[str, Any], options: tuple[str, ...] = ()) -> str:
+def clients(
+    tmp_path: Path,
+    *declared: dict[str, Any],
+    options: tuple[str, ...] = (),
+    with_secret: bool = True,
+) -> str:
+    """client_credentials for ``declared``, with signaling's secret known or (not
+    ``with_secret``) not yet."""
     (tmp_path / "secret").write_bytes(SECRET + b"\n")
     result = run(
         tmp_path,
@@ -55,7 +62,7 @@ def clients(tmp_path: Path, *declared: dict[str, Any], options: tuple[str, ...] 
         client_credentials_operator_key=str(tmp_path / "credentials" / "operator.key"),
         client_credentials_dir=str(tmp_path / "credentials" / "clients"),
         client_credentials_revocation_list=str(tmp_path / "credentials" / "revoked.json"),
-        client_credentials_signing_secret_file=str(tmp_path / "secret"),
+        client_credentials_signing_secret_file=str(tmp_path / "secret") if with_secret else "",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -134,6 +141,19 @@ def test_a_scope_change_a_rotation_and_a_removal_revoke_the_old_credential(
     )
     assert not (tmp_path / "credentials/clients/bob.json").exists()
     assert "changed=0" in clients(tmp_path, {**ALICE, "services": ["web", "ssh"]})
+
+
+def test_a_credential_issued_before_the_secret_was_known_gets_a_token(tmp_path: Path) -> None:
+    clients(tmp_path, ALICE, with_secret=False)
+    path = tmp_path / "credentials" / "clients" / "alice.json"
+    first = load_credential(path).certificate.id
+    assert load_credential(path).signaling_token == ""
+    assert "changed=0" in clients(tmp_path, ALICE, with_secret=False)
+
+    renewed = clients(tmp_path, ALICE)
+    assert "revoked alice: it has no signaling token" in renewed
+    assert held(tmp_path, "alice")["id"] != first  # held() checks the token
+    assert revoked(tmp_path) == [first]
 
 
 def test_bad_client_lists_are_one_sentence(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 The plays that touch signaling's signing secret run here at -vvv with the secret as a vault
 variable: the clients' credentials (client_credentials), the homelab's token and credential
 (homelab_server), and the AWS back end's client token and smoke test (signaling_aws, against
-a local gateway). The secret must appear in none of their output, in no process's command line
-or environment sampled every few milliseconds while they run (where Ansible puts a task's
-`environment:`), and in no file afterwards outside the credentials directory.
+a local gateway); then diagnose's doctor with a TURN credential from the vault. Neither secret
+may appear in their output, in any process's command line or environment sampled every few
+milliseconds while they run (where Ansible puts a task's `environment:`), or in a file
+afterwards outside the credentials directory.
 """
 
 import os
@@ -44,6 +45,33 @@ PLAYS = """
         name: signaling_aws
         tasks_from: "{{ item }}"
       loop: [publish.yml, smoke_test.yml]
+
+# diagnose's doctor from the controller, with a homelab whose ICE servers hold a TURN credential.
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.add_host:
+        name: homelab-under-test
+        groups: [homelab]
+        ansible_connection: local
+        diagnose__daemon_config:
+          name: laptop
+          signaling_url: "{{ signaling_aws_smoke_url }}"
+          ice_servers:
+            - urls: turn:127.0.0.1:9?transport=udp
+              username: homelab
+              credential: "{{ vault_turn_credential }}"
+        client_credentials_clients: "{{ client_credentials_clients }}"
+        client_credentials_dir: "{{ client_credentials_dir }}"
+      no_log: true
+    - ansible.builtin.include_role:
+        name: diagnose
+        tasks_from: doctor.yml
+      vars:
+        diagnose_client_token_file: "{{ signaling_aws_credentials_dir }}/client.token"
+    - ansible.builtin.assert:
+        that: (diagnose__doctor.stdout | from_json).checks | length > 0
+        quiet: true
 """
 
 
@@ -122,6 +150,7 @@ def test_a_vault_secret_reaches_no_output_command_line_environment_or_stray_file
 ) -> None:
     started = time.time()
     secret = secrets.token_urlsafe(36)
+    turn_credential = secrets.token_urlsafe(24)
     canary = secrets.token_urlsafe(24)  # proves the sampler sees command lines at all
     credentials, config_dir = tmp_path / "credentials", tmp_path / "etc"
     credentials.mkdir(mode=0o700)
@@ -138,6 +167,7 @@ def test_a_vault_secret_reaches_no_output_command_line_environment_or_stray_file
 ansible_python_interpreter: {sys.executable}
 bridge_package_controller_python: {sys.executable}
 {vault_variable("vault_signing_secret", secret, password_file)}
+{vault_variable("vault_turn_credential", turn_credential, password_file)}
 client_credentials_clients:
   - {{name: alice, homelabs: [laptop], services: [web]}}
 client_credentials_operator_key: {credentials}/operator.key
@@ -158,7 +188,7 @@ signaling_aws_smoke_url: {gateway.url}
 signaling_aws_endpoint_url: http://127.0.0.1:9
 """
     (tmp_path / "settings.yml").write_text(settings)
-    sampler = Sampler(secret.encode(), canary.encode())
+    sampler = Sampler(secret.encode(), turn_credential.encode(), canary.encode())
     try:
         with sampler.running():
             subprocess.run(
@@ -184,16 +214,21 @@ signaling_aws_endpoint_url: http://127.0.0.1:9
     assert verify_token(secret.encode(), client_token).role == "client"
     assert "Echo from " + gateway.url in said  # the smoke test's echo came back
 
+    assert "TASK [diagnose : Run homelab-p2p doctor]" in said  # doctor ran
+
     assert secret not in said
+    assert turn_credential not in said
     assert sampler.found[canary.encode()], "the sampler saw no command line"
     assert sampler.rounds > 100
     assert not sampler.found[secret.encode()]
-    stray = files_holding(
-        secret.encode(),
-        [tmp_path, Path.home() / ".ansible", Path("/tmp"), Path("/var/tmp")],
-        allowed=[credentials, config_dir],
-        since=started,
-    )
-    assert stray == []
+    assert not sampler.found[turn_credential.encode()]
+    for needle in (secret, turn_credential):
+        stray = files_holding(
+            needle.encode(),
+            [tmp_path, Path.home() / ".ansible", Path("/tmp"), Path("/var/tmp")],
+            allowed=[credentials, config_dir],
+            since=started,
+        )
+        assert stray == [], needle
     # The scan does find the secret where it is allowed to be.
     assert files_holding(secret.encode(), [credentials], [], started) == [str(gateway_secret)]

@@ -237,6 +237,7 @@ def test_the_operator_issues_shows_and_revokes_credentials(tmp_path: Path) -> No
     assert shown["services"] == ["web"]
     assert shown["operator"] == created.stdout.strip()
     assert "key" not in shown
+    assert shown["signaling_token"] is False  # issued without signaling's secret
     listed = tmp_path / "revoked.json"
     assert cli("revoke", "--list", str(listed), "--credential-file", str(out)).returncode == 0
     assert RevocationList(listed).current() == {shown["id"]}
