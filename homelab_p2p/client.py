@@ -118,6 +118,7 @@ class BridgeClient:
         refusal, say) and close the channel in the same moment it opens, and datagrams are
         handled in batches, so whatever reads the channel must listen before it opens.
         """
+        self.check_scope(label)
         pc = await self.connect()
         reused = pc is not self._fresh
         self._fresh = None
@@ -132,6 +133,15 @@ class BridgeClient:
             await self._discard(pc)
             return await self.open_service(label, attach)
         return attached
+
+    def check_scope(self, label: str) -> None:
+        """ClientError (forbidden) when the credential does not list ``label``: the homelab
+        would refuse it, and a refusal can be lost when the client closes first (``pipe``
+        whose stdin ends at once), so the client says it without asking."""
+        credential = self.options.credential
+        forbidden = credential.certificate.forbids(label) if credential is not None else ""
+        if forbidden:
+            raise ClientError(ClientStep.CHANNEL, forbidden)
 
     async def _discard(self, pc: RTCPeerConnection) -> None:
         async with self._lock:

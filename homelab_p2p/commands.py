@@ -76,6 +76,7 @@ async def forward(options: ClientOptions, service: str, host: str, port: int) ->
     _install(options)
     client = BridgeClient(options)
     try:
+        client.check_scope(service)  # fail now, not at each connection, if it is not allowed
         await client.connect()  # fail now, not at the first connection, if the homelab is away
     except ClientError as exc:
         report(exc)

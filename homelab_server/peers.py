@@ -37,7 +37,6 @@ from p2p_protocol import signals
 from p2p_protocol.errors import ChannelRefusal, PeerRefusal
 from p2p_protocol.identity import Certificate, IdentityError
 from p2p_protocol.messages import ErrorCode, error_code
-from p2p_protocol.names import ECHO_LABEL
 from p2p_runtime.ratelimit import TokenBucket
 from p2p_runtime.tasks import OwnedTasks
 from p2p_webrtc import (
@@ -405,8 +404,9 @@ class PeerManager:
         if peer.channels >= self.limits.max_channels:
             self._refuse_channel(peer, channel)
             return
-        if channel.label != ECHO_LABEL and not peer.credential.may_open(channel.label):
-            self._forbid_channel(peer, channel)
+        forbidden = peer.credential.forbids(channel.label)
+        if forbidden:
+            self._forbid_channel(peer, channel, forbidden)
             return
         try:
             work = self._router.serve(channel, peer.client_id)
@@ -418,23 +418,16 @@ class PeerManager:
         if work is not None:
             peer.tasks.spawn(work)
 
-    def _forbid_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
-        shown = channel.label[:64]  # the peer's text: what reaches the log is short
+    def _forbid_channel(self, peer: Peer, channel: RTCDataChannel, why: str) -> None:
         credential = peer.credential
         log.warning(
             "Refused data channel %r from %s: the credential of %s does not list it (%s)",
-            shown,
+            channel.label[:64],  # the peer's text: what reaches the log is short
             peer.client_id,
             credential.describe(),
             credential.scope(),
         )
-        refuse(
-            channel,
-            ChannelRefusal.FORBIDDEN,
-            f"your credential ({credential.name}) does not allow service {shown!r}; "
-            f"it allows: {', '.join(credential.services)}",
-            at_open=True,
-        )
+        refuse(channel, ChannelRefusal.FORBIDDEN, why, at_open=True)
 
     def _refuse_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
         limit = self.limits.max_channels

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2p_protocol import b64url
-from p2p_protocol.names import NAME_RULE, is_valid_label, is_valid_name
+from p2p_protocol.names import ECHO_LABEL, NAME_RULE, is_valid_label, is_valid_name
 
 CERTIFICATE_VERSION = "hpc1"
 OPERATOR_KEY_VERSION = "hpk1"
@@ -68,6 +68,16 @@ class Certificate:
 
     def may_open(self, service: str) -> bool:
         return EVERY_SERVICE in self.services or service in self.services
+
+    def forbids(self, service: str) -> str:
+        """Why this certificate may not open ``service`` (what both ends say), or ""."""
+        if service == ECHO_LABEL or self.may_open(service):
+            return ""
+        shown = service[:64]  # a peer's text: what reaches a log stays short
+        return (
+            f"your credential ({self.name}) does not allow service {shown!r}; "
+            f"it allows: {', '.join(self.services)}"
+        )
 
     def scope(self) -> str:
         """The homelabs and services, as a log line or a person reads them."""

@@ -204,12 +204,21 @@ async def test_a_homelab_token_and_credential_cannot_act_as_a_client(lan: LanLab
 async def test_a_credential_opens_only_its_services(lan: LanLab) -> None:
     only_web = credential("client", "alice", services=("web",))
     daemon = await lan.start_daemon(SERVICES)
-    status, stderr = await run_client(lan, ["pipe", "echo7"], lan.signaling_url, only_web, "hi")
-    assert status != 0
-    assert (
-        "the homelab closed 'echo7': your credential (alice) does not allow service 'echo7'; "
-        "it allows: web"
-    ) in stderr, stderr
+    # The CLI knows its credential's scope and says so without asking the homelab.
+    for command in (["pipe", "echo7"], ["forward", "echo7", "--listen", "127.0.0.1:0"]):
+        status, stderr = await run_client(lan, command, lan.signaling_url, only_web, "hi")
+        assert status != 0
+        assert (
+            "channel: your credential (alice) does not allow service 'echo7'; it allows: web"
+        ) in stderr, stderr
+    assert "Refused data channel" not in daemon.log()
+    # A client that asks anyway (stock aiortc, lab/attacker.py) is refused by the daemon.
+    argv = [
+        venv_bin("python"), "-m", "lab.attacker", "channels", lan.signaling_url,
+        str(credential_file(only_web)), "--service", "echo7", "--count", "1",
+    ]  # fmt: skip
+    done = await asyncio.to_thread(lan.client.run, *argv, check=False, input="")
+    assert done.stdout.splitlines()[-1] == '{"open": 0, "refused": {"forbidden": 1}}', done
     await daemon.logged(
         r"Refused data channel 'echo7' from \S+: the credential of client 'alice' "
         r"\(credential [0-9a-f]{16}\) does not list it \(homelabs laptop; services web\)"

@@ -46,6 +46,11 @@ def test_a_certificate_says_what_the_operator_issued() -> None:
     assert certificate.may_open("web")
     assert not certificate.may_open("telnet")
     assert credential(services=("*",)).certificate.may_open("anything")
+    # What the CLI and the daemon both say, and echo open to every client.
+    assert certificate.forbids("telnet") == (
+        "your credential (alice) does not allow service 'telnet'; it allows: ssh, web"
+    )
+    assert certificate.forbids("web") == certificate.forbids("echo") == ""
 
 
 @pytest.mark.parametrize(
