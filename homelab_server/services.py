@@ -16,6 +16,7 @@ import yarl
 from aiortc import RTCDataChannel
 
 from homelab_server.config import Service
+from homelab_server.wstunnel import tunnel_websocket
 from p2p_protocol.errors import ChannelRefusal
 from p2p_protocol.httpframing import (
     END,
@@ -196,7 +197,8 @@ class HttpExchange:
             first = await self._channel.receive()
             if not isinstance(first, str):
                 raise FramingError("the first message must be the request head (text)")
-            await self._forward(parse_request_head(first))
+            head = parse_request_head(first)
+            await (self._upgrade(head) if head.upgrade else self._forward(head))
         except FramingError as exc:
             self._refuse_bad_request(exc)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -220,11 +222,11 @@ class HttpExchange:
         log.warning("Refused an HTTP request of %s on %r: %s", self._peer, self._service.label, exc)
         refuse(self._channel.channel, ChannelRefusal.BAD_REQUEST, str(exc))
 
-    async def _forward(self, head: RequestHead) -> None:
+    def _url(self, head: RequestHead) -> yarl.URL:
         service = self._service
         target, _, query = service_path(head.path).partition("?")
         # Encoded: the path is resolved already, and yarl must not resolve it again.
-        url = yarl.URL.build(
+        return yarl.URL.build(
             scheme="http",
             host=service.host,
             port=service.port,
@@ -232,6 +234,15 @@ class HttpExchange:
             query_string=query,
             encoded=True,
         )
+
+    async def _upgrade(self, head: RequestHead) -> None:
+        async for _ in self._body(0):  # an upgrade has no body: up to the end message
+            pass
+        what = f"Peer {self._peer} on {self._service.label!r}"
+        await tunnel_websocket(self._channel, self._session, self._url(head), head, what)
+
+    async def _forward(self, head: RequestHead) -> None:
+        url = self._url(head)
         declared = any(
             name.lower() in ("content-length", "transfer-encoding") for name, _ in head.headers
         )

@@ -10,7 +10,15 @@ One request per data channel, whose label is the service's:
                         text   {"end": true}
 
 Either side may instead send text ``{"error": CODE, "message": TEXT}`` at any point; the
-homelab closes the channel after the end or an error. Plain functions, no I/O.
+homelab closes the channel after the end or an error.
+
+Version 2 adds WebSocket upgrades: the request head says ``"v": 2, "upgrade": "websocket"``
+(then the end message, no body); the homelab answers ``"v": 2`` heads, ``status`` 101 when
+the service accepted, and both sides then exchange WebSocket messages as binary pieces
+(``websocket_pieces``: one kind byte, text or binary, with ``MORE`` set on every piece but
+a message's last) until one sends ``{"close": CODE, "reason": TEXT}`` and closes. A version-1
+homelab ignores the upgrade and answers a plain GET without ``"v"``: the client then knows
+the homelab's bridge predates WebSockets. Plain functions, no I/O.
 """
 
 import json
@@ -20,6 +28,12 @@ from typing import Any
 
 END = json.dumps({"end": True})
 MAX_HEAD_BYTES = 64 * 1024
+FRAMING_VERSION = 2
+WEBSOCKET = "websocket"
+TEXT, BINARY, MORE = 0x01, 0x02, 0x80
+"""The kind byte of a WebSocket piece: text or binary, MORE while the message continues."""
+MAX_WEBSOCKET_MESSAGE = 1024 * 1024
+"""Bytes of one WebSocket message, either way (a longer one closes the socket with 1009)."""
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -48,6 +62,10 @@ class FramingError(ValueError):
     """A message that does not follow the framing; str() says how."""
 
 
+class MessageTooLong(FramingError):
+    """A WebSocket message longer than the assembler's limit (the socket closes with 1009)."""
+
+
 @dataclass(frozen=True)
 class RequestHead:
     method: str
@@ -55,6 +73,8 @@ class RequestHead:
     headers: list[tuple[str, str]]
     content_length: int | None = None
     """The body's declared length (checked: one numeric Content-Length, no Transfer-Encoding)."""
+    upgrade: str | None = None
+    """``websocket`` when the client asks for one (version 2)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,8 @@ class ResponseHead:
     status: int
     status_text: str
     headers: list[tuple[str, str]]
+    version: int = 1
+    """2 from a homelab that tunnels WebSockets; 1 (no ``"v"``) from an older one."""
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -104,7 +126,17 @@ def parse_request_head(text: str) -> RequestHead:
             "(percent-encode the rest)"
         )
     headers = _headers(head.get("headers", []))
-    return RequestHead(method, path, headers, _content_length(headers))
+    upgrade = head.get("upgrade")
+    if upgrade is not None and (upgrade != WEBSOCKET or method != "GET"):
+        raise FramingError('"upgrade" can only be "websocket", on a GET')
+    content_length = _content_length(headers)
+    if upgrade is not None and (content_length or _has_transfer_encoding(headers)):
+        raise FramingError("a WebSocket upgrade has no body")
+    return RequestHead(method, path, headers, content_length, upgrade)
+
+
+def _has_transfer_encoding(headers: list[tuple[str, str]]) -> bool:
+    return any(name.lower() == "transfer-encoding" for name, _ in headers)
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
@@ -156,8 +188,13 @@ def service_path(path: str) -> str:
     return "/" + "/".join(resolved) + question + query
 
 
-def request_head(method: str, path: str, headers: list[tuple[str, str]]) -> str:
-    return json.dumps({"method": method, "path": path, "headers": [list(h) for h in headers]})
+def request_head(
+    method: str, path: str, headers: list[tuple[str, str]], upgrade: str | None = None
+) -> str:
+    head: dict[str, Any] = {"method": method, "path": path, "headers": [list(h) for h in headers]}
+    if upgrade is not None:
+        head.update(v=FRAMING_VERSION, upgrade=upgrade)
+    return json.dumps(head)
 
 
 def parse_response_head(text: str) -> ResponseHead:
@@ -165,13 +202,77 @@ def parse_response_head(text: str) -> ResponseHead:
     status = head.get("status")
     if not isinstance(status, int) or not 100 <= status <= 599:
         raise FramingError('"status" must be an HTTP status code')
-    return ResponseHead(status, str(head.get("statusText", "")), _headers(head.get("headers", [])))
+    version = head.get("v", 1)
+    if not isinstance(version, int) or version < 1:
+        raise FramingError('"v" must be a framing version (a positive integer)')
+    headers = _headers(head.get("headers", []))
+    return ResponseHead(status, str(head.get("statusText", "")), headers, version)
 
 
 def response_head(status: int, status_text: str, headers: list[tuple[str, str]]) -> str:
     return json.dumps(
-        {"status": status, "statusText": status_text, "headers": [list(h) for h in headers]}
+        {
+            "v": FRAMING_VERSION,
+            "status": status,
+            "statusText": status_text,
+            "headers": [list(h) for h in headers],
+        }
     )
+
+
+def websocket_pieces(kind: int, data: bytes, piece_size: int) -> list[bytes]:
+    """One WebSocket message (``kind`` TEXT or BINARY) as channel messages of at most
+    ``piece_size`` bytes, kind byte included."""
+    room = piece_size - 1
+    chunks = [data[i : i + room] for i in range(0, len(data), room)] or [b""]
+    last = len(chunks) - 1
+    return [bytes([kind | (MORE if i < last else 0)]) + chunk for i, chunk in enumerate(chunks)]
+
+
+class WebSocketAssembler:
+    """Pieces back into messages; FramingError for a piece that does not fit, or a message
+    longer than ``limit``."""
+
+    def __init__(self, limit: int = MAX_WEBSOCKET_MESSAGE) -> None:
+        self._limit = limit
+        self._kind: int | None = None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, piece: bytes) -> tuple[int, bytes] | None:
+        """The message ``piece`` completes (kind, data), or None while it continues."""
+        if not piece or piece[0] & ~MORE not in (TEXT, BINARY):
+            raise FramingError("a WebSocket piece must start with its kind byte (1 or 2)")
+        kind = piece[0] & ~MORE
+        if self._kind is not None and kind != self._kind:
+            raise FramingError("a WebSocket message changed its kind midway")
+        self._size += len(piece) - 1
+        if self._size > self._limit:
+            raise MessageTooLong(f"a WebSocket message is longer than {self._limit} bytes")
+        self._kind = kind
+        self._parts.append(piece[1:])
+        if piece[0] & MORE:
+            return None
+        data = b"".join(self._parts)
+        self._kind, self._parts, self._size = None, [], 0
+        return kind, data
+
+
+def websocket_close(code: int, reason: str = "") -> str:
+    return json.dumps({"close": code, "reason": reason[:123]})
+
+
+def parse_websocket_close(text: str) -> tuple[int, str] | None:
+    """The close ``text`` carries (code, reason), or None when it is not one."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("close"), int):
+        return None
+    code = message["close"]
+    reason = message.get("reason", "")
+    return (code if 1000 <= code <= 4999 else 1002), reason[:123] if isinstance(reason, str) else ""
 
 
 def is_end(text: str) -> bool:

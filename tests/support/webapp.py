@@ -5,7 +5,7 @@ import gzip
 import random
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from lab.netns import Namespace
 
@@ -31,11 +31,25 @@ async def web_app(namespace: Namespace, port: int) -> AsyncIterator[None]:
     async def home(_: web.Request) -> web.Response:
         return web.Response(text=HOME_PAGE, content_type="text/html")
 
+    async def websocket_echo(request: web.Request) -> web.WebSocketResponse:
+        """Each message back as it came; ``"close 4001"`` makes it close with that code."""
+        socket = web.WebSocketResponse(protocols=("echo",), max_msg_size=4 * 1024 * 1024)
+        await socket.prepare(request)
+        async for message in socket:
+            if message.type is WSMsgType.TEXT and message.data.startswith("close "):
+                await socket.close(code=int(message.data.split()[1]), message=b"asked to")
+            elif message.type is WSMsgType.TEXT:
+                await socket.send_str(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await socket.send_bytes(message.data)
+        return socket
+
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.router.add_get("/", home)
     app.router.add_get("/big", big)
     app.router.add_post("/echo", echo)
     app.router.add_get("/text", compressed)
+    app.router.add_get("/ws", websocket_echo)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, namespace.socket_listening("127.0.0.1", port)).start()

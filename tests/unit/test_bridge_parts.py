@@ -2,6 +2,8 @@
 
 import json
 import random
+import re
+from typing import Any
 
 import pytest
 
@@ -236,3 +238,70 @@ def test_offers_that_can_never_connect_are_refused(sdp: str, problem: str) -> No
     with pytest.raises(signals.BadSignal) as refused:
         signals.check_offer(sdp)
     assert problem in str(refused.value)
+
+
+def test_a_websocket_upgrade_head_is_version_2_and_an_old_response_says_so() -> None:
+    text = httpframing.request_head("GET", "/ws", [("sec-websocket-protocol", "chat")], "websocket")
+    head = httpframing.parse_request_head(text)
+    assert (head.upgrade, json.loads(text)["v"]) == ("websocket", 2)
+    assert httpframing.parse_request_head(httpframing.request_head("GET", "/", [])).upgrade is None
+    assert httpframing.parse_response_head(httpframing.response_head(101, "", [])).version == 2
+    old = json.dumps({"status": 400, "statusText": "Bad Request", "headers": []})
+    assert httpframing.parse_response_head(old).version == 1
+
+
+@pytest.mark.parametrize(
+    ("head", "problem"),
+    [
+        ({"method": "GET", "path": "/", "upgrade": "h2c"}, '"upgrade" can only be "websocket"'),
+        ({"method": "POST", "path": "/", "upgrade": "websocket"}, "on a GET"),
+        (
+            {
+                "method": "GET",
+                "path": "/",
+                "upgrade": "websocket",
+                "headers": [["content-length", "3"]],
+            },
+            "a WebSocket upgrade has no body",
+        ),
+    ],
+)
+def test_bad_upgrades_are_refused(head: dict[str, Any], problem: str) -> None:
+    with pytest.raises(httpframing.FramingError, match=re.escape(problem)):
+        httpframing.parse_request_head(json.dumps(head))
+
+
+def test_websocket_messages_survive_pieces_of_any_size() -> None:
+    assembler = httpframing.WebSocketAssembler(limit=100_000)
+    for kind, data in [(httpframing.TEXT, "é".encode() * 20_000), (httpframing.BINARY, b""),
+                       (httpframing.BINARY, bytes(range(256)) * 100)]:  # fmt: skip
+        pieces = httpframing.websocket_pieces(kind, data, 1000)
+        assert all(len(piece) <= 1000 for piece in pieces)
+        results = [assembler.add(piece) for piece in pieces]
+        assert results[:-1] == [None] * (len(pieces) - 1)
+        assert results[-1] == (kind, data)
+
+
+def test_a_websocket_message_past_the_limit_or_a_bad_piece_is_refused() -> None:
+    assembler = httpframing.WebSocketAssembler(limit=10)
+    *first, last = httpframing.websocket_pieces(httpframing.BINARY, b"x" * 11, 4)
+    assert [assembler.add(piece) for piece in first] == [None, None, None]  # 9 bytes
+    with pytest.raises(httpframing.MessageTooLong):
+        assembler.add(last)  # 11
+    for piece, problem in [(b"", "kind byte"), (b"\x03abc", "kind byte")]:
+        with pytest.raises(httpframing.FramingError, match=problem):
+            httpframing.WebSocketAssembler().add(piece)
+    mixed = httpframing.WebSocketAssembler()
+    assert mixed.add(bytes([httpframing.TEXT | httpframing.MORE]) + b"a") is None
+    with pytest.raises(httpframing.FramingError, match="changed its kind"):
+        mixed.add(bytes([httpframing.BINARY]) + b"b")
+
+
+def test_websocket_close_messages() -> None:
+    assert httpframing.parse_websocket_close(httpframing.websocket_close(1000, "bye")) == (
+        1000,
+        "bye",
+    )
+    assert httpframing.parse_websocket_close('{"close": 5}') == (1002, "")
+    assert httpframing.parse_websocket_close('{"end": true}') is None
+    assert httpframing.parse_websocket_close("not json") is None
