@@ -136,7 +136,14 @@ class ChannelWebSocket:
                 kind, data = complete
                 return data.decode() if kind == TEXT else data
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        with contextlib.suppress(ConnectionError):
-            await self._channel.send(websocket_close(code, reason))
-        self._channel.close()
+    async def close(self, code: int = 1000, reason: str = "") -> tuple[int, str]:
+        """Closes as WebSockets do, with a handshake: the close the far end answered with
+        (messages still arriving before it are dropped)."""
+        try:
+            with contextlib.suppress(ConnectionError):
+                await self._channel.send(websocket_close(code, reason))
+            while not isinstance(answer := await self.receive(), tuple):
+                pass
+            return answer
+        finally:
+            self._channel.close()

@@ -87,8 +87,7 @@ async def tunnel_websocket(
         accepted = [("Sec-WebSocket-Protocol", socket.protocol)] if socket.protocol else []
         await channel.send(response_head(101, "Switching Protocols", accepted))
         log.info("%s: WebSocket %s open", what, url.path)
-        code = await _Tunnel(channel, socket, what).run()
-    log.info("%s: WebSocket %s closed (%s)", what, url.path, code)
+        await _Tunnel(channel, socket, f"{what}: WebSocket {url.path}").run()
 
 
 def _phrase(status: int) -> str:
@@ -112,11 +111,11 @@ class _Tunnel:
         self._closed_here: tuple[int, str] | None = None
         """The code (and reason) this end closed the socket with, for the client."""
 
-    async def run(self) -> int:
-        """Copies until the socket closed; the code the client was told."""
+    async def run(self) -> None:
+        """Copies until the socket closed."""
         to_service = asyncio.ensure_future(self._channel_to_service())
         try:
-            return await self._service_to_channel()
+            await self._service_to_channel()
         finally:
             to_service.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -126,14 +125,14 @@ class _Tunnel:
         self._closed_here = (code, reason)
         await self._socket.close(code=code)
 
-    async def _service_to_channel(self) -> int:
+    async def _service_to_channel(self) -> None:
         async for message in self._socket:
             if message.type is aiohttp.WSMsgType.TEXT:
                 pieces = websocket_pieces(TEXT, message.data.encode(), READ_SIZE)
             elif message.type is aiohttp.WSMsgType.BINARY:
                 pieces = websocket_pieces(BINARY, message.data, READ_SIZE)
             elif message.type is aiohttp.WSMsgType.ERROR:
-                log.warning("%s: the service's WebSocket failed: %s", self._what, message.data)
+                log.warning("%s failed at the service: %s", self._what, message.data)
                 too_big = getattr(message.data, "code", None) == MESSAGE_TOO_BIG
                 self._closed_here = (MESSAGE_TOO_BIG if too_big else GOING_AWAY, "")
                 break
@@ -147,10 +146,11 @@ class _Tunnel:
             code, reason = self._socket.close_code, "closed by the service"
         else:
             code, reason = GOING_AWAY, "the service went away"
+        # Before the client hears it: it may end the whole connection at once.
+        log.info("%s closed (%d)", self._what, code)
         with contextlib.suppress(ConnectionError):
             await self._channel.send(websocket_close(code, reason))
         self._channel.close()
-        return code
 
     async def _channel_to_service(self) -> None:
         """Messages from the client to the service, until the client closes (or breaks the
@@ -182,6 +182,6 @@ class _Tunnel:
                     if isinstance(exc, UnicodeDecodeError)
                     else PROTOCOL_ERROR
                 )
-                log.warning("%s: closed its WebSocket with %d: %s", self._what, code, exc)
+                log.warning("%s: closing with %d: %s", self._what, code, exc)
                 await self._close_socket(code, str(exc))
                 return

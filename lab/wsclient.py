@@ -64,8 +64,7 @@ async def main(argv: list[str]) -> int:
             say(describe(received))
             if isinstance(received, tuple):
                 return 0
-        await socket.close(args.close_code, "done")
-        say(describe(await socket.receive()))
+        say(describe(await socket.close(args.close_code, "done")))
     except HttpExchangeError as exc:
         say({"error": str(exc)})
     finally:

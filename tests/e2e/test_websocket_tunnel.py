@@ -69,7 +69,7 @@ async def test_a_message_past_the_limit_closes_with_1009(lan: LanLab) -> None:
         assert said[-1] == {"closed": [1009, "a WebSocket message is longer than 1048576 bytes"]}, (
             said
         )
-        await daemon.logged(r"closed its WebSocket with 1009: a WebSocket message is longer")
+        await daemon.logged(r"WebSocket /ws: closing with 1009: a WebSocket message is longer")
 
 
 async def test_a_refused_upgrade_passes_the_services_status_on(lan: LanLab) -> None:
