@@ -3,23 +3,16 @@ the client's namespace, the daemon and an aiohttp app with a WebSocket echo on t
 
 import asyncio
 import hashlib
-import io
 import json
 import random
-import subprocess
-import tarfile
-from pathlib import Path
 from typing import Any
 
 from lab.bridge import LoggedProcess, client_args, write_daemon_config
 from lab.netns import venv_bin
 from tests.e2e.conftest import LanLab
-from tests.support.ansible import ROOT
 from tests.support.webapp import web_app
 
 PORT = 8080
-BEFORE_WEBSOCKETS = "f0d33dc"
-"""The last commit of framing version 1: its homelab_server is an older homelab."""
 
 
 async def wsclient(lan: LanLab, path: str, *args: str) -> list[dict[str, Any]]:
@@ -79,24 +72,11 @@ async def test_a_refused_upgrade_passes_the_services_status_on(lan: LanLab) -> N
         assert said == [{"error": "the service refused the WebSocket: HTTP 404 Not Found"}]
 
 
-def checkout_of(commit: str, where: Path) -> Path:
-    """The project's files at ``commit`` (from this clone's history), to run from source."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(where, filter="data")
-    return where
-
-
-async def test_a_homelab_before_websockets_is_named_as_the_cause(
-    lan: LanLab, tmp_path: Path
-) -> None:
-    old = checkout_of(BEFORE_WEBSOCKETS, tmp_path / "v1")
+async def test_a_homelab_before_websockets_is_named_as_the_cause(lan: LanLab) -> None:
     config = write_daemon_config(
         lan.workdir / "v1.yml", lan.signaling_url, {"web": f"http://127.0.0.1:{PORT}"}
     )
-    argv = ["env", f"PYTHONPATH={old}", venv_bin("homelab_server"), "--config", str(config)]
+    argv = [venv_bin("python"), "-m", "lab.framing_v1_daemon", "--config", str(config)]
     async with web_app(lan.homelab, PORT):
         daemon = LoggedProcess(lan.homelab, argv, lan.workdir / "v1.log")
         try:
