@@ -322,8 +322,13 @@ export class Bridge extends EventTarget {
       if (typeof event.data === 'string') refusal = safeParse(event.data);
     });
     const work = once(channel, 'open', 'close').then((event) => {
+      // Chrome may deliver the homelab's refusal before the channel's own 'open' event: it is
+      // the answer then too (nobody else listens yet, and the homelab waits for us to close).
+      if (refusal && refusal.error) {
+        channel.close();
+        throw new BridgeError(refusal.error, refusal.message, { service: label });
+      }
       if (event.type === 'open') return channel;
-      if (refusal && refusal.error) throw new BridgeError(refusal.error, refusal.message, { service: label });
       throw new BridgeError('channel_closed', `the data channel ${label} closed as it opened`, { service: label });
     });
     return within(ms || this.timeoutMs, 'channel', `The data channel ${label} opening`, work);
