@@ -86,8 +86,9 @@ async def tunnel_websocket(
     async with socket:
         accepted = [("Sec-WebSocket-Protocol", socket.protocol)] if socket.protocol else []
         await channel.send(response_head(101, "Switching Protocols", accepted))
-        log.info("%s: WebSocket %s open", what, url.path)
-        await _Tunnel(channel, socket, f"{what}: WebSocket {url.path}").run()
+        shown = f"{what}: WebSocket {url.path[:128]}"  # the path is the peer's text: kept short
+        log.info("%s open", shown)
+        await _Tunnel(channel, socket, shown).run()
 
 
 def _phrase(status: int) -> str:
