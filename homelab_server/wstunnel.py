@@ -14,6 +14,7 @@ from http import HTTPStatus
 
 import aiohttp
 import yarl
+from aiohttp import WSCloseCode
 
 from p2p_protocol.httpframing import (
     BINARY,
@@ -34,10 +35,11 @@ from p2p_webrtc.channels import READ_SIZE, MessageChannel
 
 log = logging.getLogger("homelab_server.wstunnel")
 
-GOING_AWAY = 1001
-PROTOCOL_ERROR = 1002
-INVALID_DATA = 1007
-MESSAGE_TOO_BIG = 1009
+# aiohttp's names for the close codes (RFC 6455 section 7.4.1).
+GOING_AWAY = WSCloseCode.GOING_AWAY
+PROTOCOL_ERROR = WSCloseCode.PROTOCOL_ERROR
+INVALID_DATA = WSCloseCode.INVALID_TEXT
+MESSAGE_TOO_BIG = WSCloseCode.MESSAGE_TOO_BIG
 
 
 def _subprotocols(head: RequestHead) -> list[str]:
