@@ -53,10 +53,27 @@ def test_a_certificate_says_what_the_operator_issued() -> None:
     assert certificate.forbids("web") == certificate.forbids("echo") == ""
 
 
+def with_signature_flipped(text: str) -> str:
+    """The same certificate with one bit of its signature changed, still canonical base64url."""
+    head, _, signature = text.rpartition(".")
+    raw = bytearray(b64url.decode(signature, "signature"))
+    raw[0] ^= 1
+    return f"{head}.{b64url.encode(bytes(raw))}"
+
+
+def with_unused_bit_set(text: str) -> str:
+    """The same signature bytes spelled another way: lenient decoders ignore this bit."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(text[-1])
+    assert last % 4 == 0, "a 64-byte signature leaves the last character's two low bits unused"
+    return text[:-1] + alphabet[last + 1]
+
+
 @pytest.mark.parametrize(
     ("alter", "why"),
     [
-        (lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"), "not signed by this"),
+        (with_signature_flipped, "not signed by this"),
+        (with_unused_bit_set, "not canonical base64url"),
         (lambda t: t.replace("hpc1.", "hpc2."), "is not a hpc1.<payload>.<signature>"),
         (lambda t: t + ".x", "is not a hpc1.<payload>.<signature>"),
         (lambda t: "é" + t, "ASCII"),
