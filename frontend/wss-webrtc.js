@@ -374,29 +374,52 @@ export class Bridge extends EventTarget {
 
   /** A standard Response from the homelab's http:// service `service`. */
   async fetch(service, path = '/', init = {}) {
-    if (!path.startsWith('/')) throw new BridgeError('bad_request', `the path must start with '/', not ${JSON.stringify(path)}`);
-    const request = new Request(new URL(path, 'http://homelab.invalid'), init);
-    const channel = await this.openChannel(service);
-    const head = receiveHead(channel, this.timeoutMs);
-    channel.send(JSON.stringify({ method: request.method, path, headers: [...request.headers] }));
-    if (request.body) {
-      const reader = request.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        for (let offset = 0; offset < value.byteLength; offset += CHUNK_BYTES) {
-          await drained(channel);
-          channel.send(value.subarray(offset, offset + CHUNK_BYTES));
-        }
-      }
-    }
-    channel.send(JSON.stringify({ end: true }));
-    const { status, statusText, headers, body } = await head;
+    // The browser's own Request normalizes the request: forbidden headers go as fetch() drops them.
+    const request = new Request(new URL(path.startsWith('/') ? path : '/', 'http://homelab.invalid'), init);
+    const { status, statusText, headers, body } = await this.exchange(service, {
+      method: request.method,
+      path,
+      headers: [...request.headers],
+      body: request.body,
+    });
     return new Response(NULL_BODY_STATUSES.has(status) || request.method === 'HEAD' ? null : body, {
       status,
       statusText,
       headers,
     });
+  }
+
+  /**
+   * One HTTP exchange with the homelab's http:// service `service`, as it is on the wire:
+   * `headers` are [name, value] pairs sent as given (the homelab drops hop-by-hop ones), and
+   * the answer is {status, statusText, headers: [[name, value], ...], body: ReadableStream},
+   * Set-Cookie included. The browser proxy uses it; pages should use fetch().
+   */
+  async exchange(service, { method = 'GET', path = '/', headers = [], body = null } = {}) {
+    if (!path.startsWith('/')) throw new BridgeError('bad_request', `the path must start with '/', not ${JSON.stringify(path)}`);
+    const channel = await this.openChannel(service);
+    const head = receiveHead(channel, this.timeoutMs);
+    channel.send(JSON.stringify({ method, path, headers }));
+    if (body) await sendBody(channel, body);
+    channel.send(JSON.stringify({ end: true }));
+    return head;
+  }
+
+  /**
+   * A WebSocket of the homelab's http:// service `service` at `path`, over a data channel of
+   * its own (framing version 2, docs/data-channels.md). It behaves as a browser WebSocket:
+   * `open`, `message`, `error` and `close` events, send(), close(), readyState, protocol.
+   */
+  openWebSocket(service, path = '/', { protocols = [], headers = [] } = {}) {
+    if (!path.startsWith('/')) throw new BridgeError('bad_request', `the path must start with '/', not ${JSON.stringify(path)}`);
+    const socket = new ChannelWebSocket(`${service}${path}`);
+    const wanted = [...headers];
+    if (protocols.length) wanted.push(['sec-websocket-protocol', protocols.join(', ')]);
+    this.openChannel(service).then(
+      (channel) => socket._attach(channel, path, wanted, this.timeoutMs),
+      (error) => socket._fail(1006, error.message),
+    );
+    return socket;
   }
 
   /** Close the peer connection and the signaling connection. */
@@ -407,6 +430,170 @@ export class Bridge extends EventTarget {
     this.homelab = null;
     this._update({ connection: 'closed', ice: 'closed' });
     this.dispatchEvent(new Event('close'));
+  }
+}
+
+// --- WebSockets over a data channel: framing version 2 --------------------------------------
+
+const FRAMING_VERSION = 2;
+const WS_TEXT = 1;
+const WS_BINARY = 2;
+const WS_MORE = 0x80; // on every piece of a message but its last
+const WS_PIECE_BYTES = CHUNK_BYTES - 1; // a piece is the kind byte and this much of the message
+const MAX_WEBSOCKET_MESSAGE_BYTES = 1024 * 1024;
+
+/** What openWebSocket returns: a WebSocket's interface over one data channel. */
+export class ChannelWebSocket extends EventTarget {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSING = 2;
+  static CLOSED = 3;
+
+  constructor(name) {
+    super();
+    this.url = name;
+    this.readyState = ChannelWebSocket.CONNECTING;
+    this.protocol = '';
+    this.extensions = '';
+    this.binaryType = 'blob';
+    this._channel = null;
+    this._queue = Promise.resolve();
+    this._pieces = [];
+    this._kind = 0;
+    this._size = 0;
+    for (const type of ['open', 'message', 'error', 'close']) this[`on${type}`] = null;
+  }
+
+  get bufferedAmount() {
+    return this._channel ? this._channel.bufferedAmount : 0;
+  }
+
+  _emit(event) {
+    this.dispatchEvent(event);
+    this[`on${event.type}`]?.call(this, event);
+  }
+
+  _attach(channel, path, headers, timeoutMs) {
+    this._channel = channel;
+    if (this.readyState === ChannelWebSocket.CLOSED) {
+      channel.close();
+      return;
+    }
+    const limit = setTimeout(() => this._fail(1006, `no answer to the WebSocket upgrade within ${timeoutMs / 1000} s`), timeoutMs);
+    channel.addEventListener('message', (event) => {
+      if (typeof event.data !== 'string') {
+        this._piece(new Uint8Array(event.data));
+        return;
+      }
+      const message = safeParse(event.data) || {};
+      if (this.readyState === ChannelWebSocket.CONNECTING && typeof message.status === 'number') {
+        clearTimeout(limit);
+        this._opened(message);
+      } else if (typeof message.close === 'number') {
+        this._closed(message.close, String(message.reason || ''), true);
+      } else if (message.error) {
+        clearTimeout(limit);
+        this._fail(1006, `${message.error}: ${message.message || ''}`);
+      }
+    });
+    channel.addEventListener('close', () => {
+      clearTimeout(limit);
+      this._closed(1006, 'the data channel closed', false);
+    });
+    channel.send(JSON.stringify({ v: FRAMING_VERSION, method: 'GET', path, headers, upgrade: 'websocket' }));
+    channel.send(JSON.stringify({ end: true }));
+  }
+
+  _opened(head) {
+    if (head.status !== 101) {
+      const why = (head.v || 1) < FRAMING_VERSION
+        ? "the homelab's bridge does not tunnel WebSockets (it predates framing version 2); update homelab-p2p-bridge on the homelab"
+        : `the service refused the WebSocket: HTTP ${head.status} ${head.statusText || ''}`.trim();
+      this._fail(1006, why);
+      return;
+    }
+    const accepted = (head.headers || []).find(([name]) => name.toLowerCase() === 'sec-websocket-protocol');
+    this.protocol = accepted ? accepted[1] : '';
+    this.readyState = ChannelWebSocket.OPEN;
+    this._emit(new Event('open'));
+  }
+
+  _piece(bytes) {
+    if (this.readyState !== ChannelWebSocket.OPEN || bytes.length === 0) return;
+    const kind = bytes[0] & ~WS_MORE;
+    if ((kind !== WS_TEXT && kind !== WS_BINARY) || (this._kind && kind !== this._kind)) {
+      this.close(1002, 'a piece of another kind in the middle of a message');
+      return;
+    }
+    this._kind = kind;
+    this._size += bytes.length - 1;
+    if (this._size > MAX_WEBSOCKET_MESSAGE_BYTES) {
+      this.close(1009, 'message too long');
+      return;
+    }
+    this._pieces.push(bytes.subarray(1));
+    if (bytes[0] & WS_MORE) return;
+    const whole = new Blob(this._pieces);
+    this._pieces = [];
+    this._kind = 0;
+    this._size = 0;
+    // Decoding is asynchronous: the queue keeps messages (and the close) in their order.
+    const data = kind === WS_TEXT ? whole.text() : this.binaryType === 'arraybuffer' ? whole.arrayBuffer() : whole;
+    this._inOrder(async () => this._emit(new MessageEvent('message', { data: await data })));
+  }
+
+  send(data) {
+    if (this.readyState === ChannelWebSocket.CONNECTING) throw new DOMException('the WebSocket is not open yet', 'InvalidStateError');
+    if (this.readyState !== ChannelWebSocket.OPEN) return;
+    const text = typeof data === 'string';
+    const write = (bytes) => {
+      if (bytes.length > MAX_WEBSOCKET_MESSAGE_BYTES) {
+        this.close(1009, 'message too long');
+        return;
+      }
+      const kind = text ? WS_TEXT : WS_BINARY;
+      for (let offset = 0; offset < bytes.length || offset === 0; offset += WS_PIECE_BYTES) {
+        const part = bytes.subarray(offset, offset + WS_PIECE_BYTES);
+        const piece = new Uint8Array(part.length + 1);
+        piece[0] = offset + WS_PIECE_BYTES < bytes.length ? kind | WS_MORE : kind;
+        piece.set(part, 1);
+        this._channel.send(piece);
+        if (bytes.length === 0) break;
+      }
+    };
+    if (text) write(new TextEncoder().encode(data));
+    else if (data instanceof Blob) data.arrayBuffer().then((buffer) => write(new Uint8Array(buffer)));
+    else if (data instanceof ArrayBuffer) write(new Uint8Array(data));
+    else write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  close(code = 1000, reason = '') {
+    if (this.readyState >= ChannelWebSocket.CLOSING) return;
+    if (this.readyState === ChannelWebSocket.CONNECTING || !this._channel) {
+      this._closed(1006, 'closed before it opened', false);
+      this._channel?.close();
+      return;
+    }
+    this.readyState = ChannelWebSocket.CLOSING;
+    this._channel.send(JSON.stringify({ close: code, reason }));
+  }
+
+  _fail(code, reason) {
+    if (this.readyState === ChannelWebSocket.CLOSED) return;
+    console.warn(`${TAG} WebSocket ${this.url}: ${reason}`);
+    this._emit(new Event('error'));
+    this._closed(code, reason, false);
+  }
+
+  _closed(code, reason, wasClean) {
+    if (this.readyState === ChannelWebSocket.CLOSED) return;
+    this.readyState = ChannelWebSocket.CLOSED;
+    this._channel?.close();
+    this._inOrder(() => this._emit(new CloseEvent('close', { code, reason, wasClean })));
+  }
+
+  _inOrder(deliver) {
+    this._queue = this._queue.then(deliver).catch(() => {});
   }
 }
 
@@ -595,6 +782,26 @@ function safeParse(text) {
   }
 }
 
+/** A request body (a ReadableStream, an ArrayBuffer or a typed array) in 16 KiB messages. */
+async function sendBody(channel, body) {
+  const send = async (bytes) => {
+    for (let offset = 0; offset < bytes.byteLength; offset += CHUNK_BYTES) {
+      await drained(channel);
+      channel.send(bytes.subarray(offset, offset + CHUNK_BYTES));
+    }
+  };
+  if (!(body instanceof ReadableStream)) {
+    await send(body instanceof ArrayBuffer ? new Uint8Array(body) : new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
+    return;
+  }
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    await send(value);
+  }
+}
+
 /** Wait while the channel holds more than the high-water mark unsent. */
 function drained(channel) {
   if (channel.bufferedAmount <= HIGH_WATER_BYTES) return Promise.resolve();
@@ -606,9 +813,15 @@ function drained(channel) {
 function receiveHead(channel, timeoutMs) {
   return new Promise((resolve, reject) => {
     let controller = null;
+    let finished = false;
     const body = new ReadableStream({
       start(c) {
         controller = c;
+      },
+      cancel() {
+        // The reader is gone (a page closed its event stream): the homelab stops sending.
+        finished = true;
+        channel.close();
       },
     });
     const limit = setTimeout(
@@ -616,7 +829,6 @@ function receiveHead(channel, timeoutMs) {
       timeoutMs,
     );
     let head = null;
-    let finished = false;
     channel.addEventListener('message', (event) => {
       if (typeof event.data !== 'string') {
         controller.enqueue(new Uint8Array(event.data));

@@ -235,6 +235,25 @@ class HttpExchange:
             encoded=True,
         )
 
+    async def _relay_body(self, response: aiohttp.ClientResponse) -> None:
+        async for chunk in response.content.iter_chunked(READ_SIZE):
+            await self._channel.send(chunk)
+
+    async def _unless_the_client_leaves(self, work: Coroutine[Any, Any, None]) -> None:
+        """``work``, stopped when the channel closes first: a client that closed an idle
+        stream (an event stream) must not hold the service's connection until it speaks."""
+        working = asyncio.create_task(work, name="http-response")
+        closed = asyncio.create_task(self._channel.wait_closed(), name="http-channel-closed")
+        try:
+            await asyncio.wait({working, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (working, closed):
+                task.cancel()
+            await asyncio.gather(working, closed, return_exceptions=True)
+        if working.cancelled():
+            raise ConnectionError("the client closed the channel")
+        working.result()  # what it raised, if it did
+
     async def _upgrade(self, head: RequestHead) -> None:
         async for _ in self._body(0):  # an upgrade has no body: up to the end message
             pass
@@ -274,8 +293,7 @@ class HttpExchange:
             await self._channel.send(
                 response_head(response.status, response.reason or "", reply_headers)
             )
-            async for chunk in response.content.iter_chunked(READ_SIZE):
-                await self._channel.send(chunk)
+            await self._unless_the_client_leaves(self._relay_body(response))
         if self._body_error is not None:
             raise self._body_error
         await self._channel.send(END)

@@ -12,6 +12,7 @@ localhost would be.
 """
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -42,6 +43,7 @@ FLAGS = [
     "--metrics-recording-only",
     # Plain host candidates: aioice cannot resolve the .local names Chromium uses otherwise.
     "--disable-features=WebRtcHideLocalIpsWithMdns,Translate,OptimizationHints,MediaRouter",
+    "--window-size=1280,1000",  # room for an app beside the console, in screenshots
     "--remote-debugging-pipe",
 ]
 
@@ -67,6 +69,7 @@ class Chromium:
         self._next_id = 0
         self._session = ""
         self._event_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._frame_contexts: dict[str, int] = {}  # frame id -> its page scripts' context
 
     async def start(self) -> "Chromium":
         commands_read, commands_write = os.pipe()
@@ -118,6 +121,8 @@ class Chromium:
                     for waiter in self._event_waiters.pop(message["method"]):
                         if not waiter.done():
                             waiter.set_result(message.get("params", {}))
+                elif message.get("method", "").startswith("Runtime.executionContext"):
+                    self._track_context(message["method"], message.get("params", {}))
                 elif message.get("method") == "Runtime.consoleAPICalled":
                     params = message["params"]
                     text = " ".join(
@@ -127,6 +132,21 @@ class Chromium:
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(BrowserError(f"Chromium exited:\n{self.log()}"))
+
+    def _track_context(self, method: str, params: dict[str, Any]) -> None:
+        """Which JavaScript context is each frame's own (not an isolated world)."""
+        if method == "Runtime.executionContextCreated":
+            context = params["context"]
+            aux = context.get("auxData", {})
+            if aux.get("isDefault") and "frameId" in aux:
+                self._frame_contexts[aux["frameId"]] = context["id"]
+        elif method == "Runtime.executionContextDestroyed":
+            gone = params.get("executionContextId")
+            for frame, context_id in list(self._frame_contexts.items()):
+                if context_id == gone:
+                    del self._frame_contexts[frame]
+        elif method == "Runtime.executionContextsCleared":
+            self._frame_contexts.clear()
 
     async def send(self, method: str, session: bool = False, **params: Any) -> dict[str, Any]:
         assert self._writer is not None, "not started"
@@ -153,20 +173,99 @@ class Chromium:
             raise BrowserError(f"{url} only changed the fragment of this page: load another one")
         await asyncio.wait_for(loaded, 60)
 
-    async def evaluate(self, expression: str) -> Any:
-        """The value of ``expression`` (awaited if it is a promise), or BrowserError if it threw."""
+    async def evaluate(self, expression: str, context_id: int | None = None) -> Any:
+        """The value of ``expression`` (awaited if it is a promise), or BrowserError if it threw.
+
+        It runs in the page's top frame, or in the JavaScript context ``context_id``."""
+        where = {} if context_id is None else {"contextId": context_id}
         answer = await self.send(
             "Runtime.evaluate",
             session=True,
             expression=expression,
             awaitPromise=True,
             returnByValue=True,
+            **where,
         )
         if "exceptionDetails" in answer:
             details = answer["exceptionDetails"]
             thrown = details.get("exception", {})
             raise BrowserError(thrown.get("description") or details.get("text") or str(details))
         return answer["result"].get("value")
+
+    async def frame_urls(self) -> dict[str, str]:
+        """Every frame of the page: its id and its URL."""
+        tree = (await self.send("Page.getFrameTree", session=True))["frameTree"]
+        found: dict[str, str] = {}
+        pending = [tree]
+        while pending:
+            node = pending.pop()
+            found[node["frame"]["id"]] = node["frame"]["url"]
+            pending.extend(node.get("childFrames", []))
+        return found
+
+    async def _frame_context(self, url_prefix: str) -> int:
+        """The scripts' context of the frame whose URL starts with ``url_prefix``."""
+        frames = await self.frame_urls()
+        frame = next((f for f, url in frames.items() if url.startswith(url_prefix)), None)
+        context_id = self._frame_contexts.get(frame) if frame else None
+        if context_id is None:
+            raise BrowserError(f"no frame at {url_prefix} with scripts; the frames: {frames}")
+        return context_id
+
+    async def evaluate_in_frame(self, url_prefix: str, expression: str) -> Any:
+        """``evaluate`` in the page's frame whose URL starts with ``url_prefix``, as its own
+        scripts run; BrowserError when there is no such frame (or it has no scripts yet)."""
+        return await self.evaluate(expression, await self._frame_context(url_prefix))
+
+    async def choose_files(self, url_prefix: str, selector: str, files: Sequence[Path]) -> None:
+        """Pick ``files`` in the file input ``selector`` of a frame, as a person does."""
+        found = await self.send(
+            "Runtime.evaluate",
+            session=True,
+            expression=f"document.querySelector({json.dumps(selector)})",
+            contextId=await self._frame_context(url_prefix),
+        )
+        object_id = found["result"].get("objectId")
+        if object_id is None:
+            raise BrowserError(f"no {selector} in the frame at {url_prefix}")
+        await self.send(
+            "DOM.setFileInputFiles",
+            session=True,
+            objectId=object_id,
+            files=[str(path) for path in files],
+        )
+
+    async def click(self, x: float, y: float) -> None:
+        """A left click at the page's (x, y), in CSS pixels from its top left corner."""
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.send(
+                "Input.dispatchMouseEvent",
+                session=True,
+                type=kind,
+                x=x,
+                y=y,
+                button="left",
+                clickCount=1,
+            )
+
+    async def type_text(self, text: str) -> None:
+        """Type ``text`` into the focused element key by key; a newline presses Enter."""
+        for char in text:
+            key, code, text_sent = ("Enter", 13, "\r") if char == "\n" else (char, 0, char)
+            await self.send(
+                "Input.dispatchKeyEvent",
+                session=True,
+                type="keyDown",
+                key=key,
+                text=text_sent,
+                windowsVirtualKeyCode=code or ord(char.upper()) if char.isalnum() else code,
+            )
+            await self.send("Input.dispatchKeyEvent", session=True, type="keyUp", key=key)
+
+    async def screenshot(self, path: Path) -> None:
+        """The page as it shows now, as a PNG file."""
+        shot = await self.send("Page.captureScreenshot", session=True, format="png")
+        await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))
 
     @property
     def pid(self) -> int:

@@ -355,6 +355,7 @@ class MessageChannel:
         self._hold = WindowHold(channel)
         self._can_send = asyncio.Event()
         self._can_send.set()
+        self._closed = asyncio.Event()
         channel.bufferedAmountLowThreshold = CHANNEL_LOW_WATER
         channel.on("message", self._on_message)
         channel.on("bufferedamountlow", self._can_send.set)
@@ -363,6 +364,11 @@ class MessageChannel:
     def _on_close(self) -> None:
         self._messages.put_nowait(None)
         self._can_send.set()  # a sender waiting for room finds the channel closed
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Return once the channel has closed (either end closed it)."""
+        await self._closed.wait()
 
     def _on_message(self, message: str | bytes) -> None:
         if self.overflow is not None:

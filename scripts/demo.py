@@ -26,6 +26,10 @@ CLIENT = CREDENTIALS / "clients" / "demo.json"
 BIN = Path(sys.executable).parent
 CONTAINER = "homelab-demo"
 IMAGE = "localhost/homelab-p2p-systemd:bookworm"
+# The gateway's WebSocket port (the console) and its app origin, published on this machine's
+# loopback: browsers give service workers and WebCrypto to localhost, not to the container's
+# address over plain http.
+PUBLISHED_PORTS = (8765, 8767)
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -49,6 +53,10 @@ def start_container() -> str:
     """The container, running and booted; its address on podman's network."""
     inspect = podman("inspect", "--format", "{{.State.Status}}", CONTAINER, check=False)
     state = inspect.stdout.strip()
+    if state and not publishes_the_console():
+        step(f"recreating container {CONTAINER}: it predates the ports the browser proxy needs")
+        podman("rm", "--force", CONTAINER)
+        state = ""
     if state == "running":
         step(f"container {CONTAINER} is running")
     elif state:
@@ -58,7 +66,8 @@ def start_container() -> str:
         step(f"starting container {CONTAINER} (Debian 12, systemd as PID 1)")
         podman(
             "run", "--detach", "--name", CONTAINER, "--hostname", CONTAINER,
-            "--cap-add", "NET_ADMIN,SYS_ADMIN", "--systemd=always", IMAGE,
+            "--cap-add", "NET_ADMIN,SYS_ADMIN", "--systemd=always",
+            *(f"--publish=127.0.0.1:{port}:{port}" for port in PUBLISHED_PORTS), IMAGE,
         )  # fmt: skip
     for _ in range(60):
         booted = podman("exec", CONTAINER, "systemctl", "is-system-running", check=False)
@@ -66,6 +75,12 @@ def start_container() -> str:
             break
         time.sleep(0.5)
     return podman("inspect", "--format", "{{.NetworkSettings.IPAddress}}", CONTAINER).stdout.strip()
+
+
+def publishes_the_console() -> bool:
+    """Whether the container publishes the gateway's console and app ports on loopback."""
+    ports = podman("port", CONTAINER, check=False).stdout
+    return all(f"{port}/tcp -> 127.0.0.1:{port}" in ports for port in PUBLISHED_PORTS)
 
 
 def provision() -> None:
@@ -162,14 +177,16 @@ def up() -> None:
     flags = f"--signaling-url ws://{address}:8765/prod --credential-file {client} --ice-server none"
     # The fragment (after #) prefills the signaling URL and never reaches a server; the
     # credential is never in a link: it is pasted into the page.
-    fragment = urlencode({"url": f"ws://{address}:8765/prod"})
+    fragment = urlencode({"url": "ws://127.0.0.1:8765/prod"})
     print(f"""
   The homelab is the container {CONTAINER} ({address}); this machine is the laptop.
   Signaling: ws://{address}:8765/prod    client credential: {client} (ssh and web)
 
-  The browser demo page: load or paste the credential {client},
-  connect, then Load shows the homelab's web service through WebRTC:
-      http://{address}:8765/#{fragment}
+  In a browser on this machine, load the credential {client} and connect:
+    - open the homelab's web service as a whole app (service "web"), through WebRTC:
+      http://127.0.0.1:8765/proxy.html#{fragment}
+    - the library's demo page (one request at a time, the connection's details):
+      http://127.0.0.1:8765/#{fragment}
 
   SSH into it over WebRTC:
       ssh -i .demo/id_ed25519 -o ProxyCommand="{proxy}" root@{CONTAINER}

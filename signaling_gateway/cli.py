@@ -77,6 +77,13 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
         help="port of the management API, always on 127.0.0.1 (default: --port + 1)",
     )
     parser.add_argument(
+        "--apps-port",
+        type=int,
+        default=None,
+        help="port of the browser proxy's app origin (frontend/apps/, on --host); -1 serves "
+        "none (default: --port + 2)",
+    )
+    parser.add_argument(
         "--management-secret-file",
         type=Path,
         default=None,
@@ -220,6 +227,8 @@ def _checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     for option, port in (("--port", args.port), ("--management-port", args.management_port)):
         if port is not None and not 0 <= port <= 65535:
             parser.error(f"{option} must be between 0 and 65535")
+    if args.apps_port is not None and not -1 <= args.apps_port <= 65535:
+        parser.error("--apps-port must be between 0 and 65535, or -1 to serve no app origin")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", args.stage):
         parser.error("--stage must be letters, digits, '_' or '-' (it is the URL path)")
     if args.static_dir is not None and not args.static_dir.is_dir():
@@ -269,8 +278,9 @@ async def serve(
         await gateway.close()
         print(
             f"{PROG}: cannot listen on {config.host}:{config.port} (management API on port "
-            f"{config.management_port_to_bind()}): {exc.strerror or exc}; is another gateway "
-            "running? Choose other ports with --port and --management-port.",
+            f"{config.management_port_to_bind()}, app origin on port {config.apps_port_to_bind()}"
+            f"): {exc.strerror or exc}; is another gateway running? Choose other ports with "
+            "--port, --management-port and --apps-port.",
             file=sys.stderr,
         )
         return 1
@@ -282,6 +292,13 @@ async def serve(
     )
     if config.static_dir is not None:
         log.info("Serving %s at http://%s:%d/", config.static_dir, config.host, gateway.port)
+    if gateway.apps_port is not None:
+        log.info(
+            "Serving the browser proxy's app origin at http://%s:%d/ (open proxy.html on %d)",
+            config.host,
+            gateway.apps_port,
+            gateway.port,
+        )
     await stop.wait()
     log.info("Shutting down: closing %d connections", gateway.open_connections)
     await gateway.close()
@@ -298,6 +315,7 @@ def _gateway_config(args: argparse.Namespace, management_secret: str) -> Gateway
         port=args.port,
         stage=args.stage,
         management_port=args.management_port,
+        apps_port=args.apps_port,
         idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age,
         rate_limit=args.rate_limit,

@@ -38,13 +38,14 @@ from p2p_protocol.messages import (
     select_route,
 )
 from p2p_runtime.ratelimit import TokenBucket
+from signaling_gateway.apps_origin import AppsOrigin, origin, request_hostname
 from signaling_gateway.caps import CapReached, ConnectionCaps, CountedConnection
 from signaling_gateway.connections import ConnectionTable, LiveConnection
 from signaling_gateway.events import Caller, EventFactory, new_connection_id
 from signaling_gateway.management_api import ManagementApi
 from signaling_gateway.shares import HandlerShares
 from signaling_gateway.sigv4 import new_secret as new_management_secret
-from signaling_gateway.static import static_response
+from signaling_gateway.static import json_response, static_response
 from signaling_gateway.writer import ConnectionWriter, write_limit
 from signaling_lambda import authorizer
 
@@ -73,6 +74,9 @@ class GatewayConfig:
     rate_limit: float = 100.0
     """Messages per second per connection, bursts of twice that; 0 turns it off."""
     static_dir: Path | None = None
+    apps_port: int | None = None
+    """The browser proxy's app origin (served with ``static_dir``/apps). Default:
+    ``port + 2`` (or any free port when ``port`` is 0); -1 serves none."""
     handler_threads: int = 16
     max_connections: int = 1000
     max_connections_per_ip: int = 100
@@ -90,6 +94,14 @@ class GatewayConfig:
         if self.management_port is not None:
             return self.management_port
         return self.port + 1 if self.port else 0
+
+    def apps_port_to_bind(self) -> int | None:
+        """None when there is no app origin: no frontend, no apps/ in it, or turned off."""
+        if self.static_dir is None or not (self.static_dir / "apps").is_dir():
+            return None
+        if self.apps_port is not None:
+            return None if self.apps_port < 0 else self.apps_port
+        return self.port + 2 if self.port else 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class Gateway:
         )
         self._handler: Handler | None = None
         self._server: Server | None = None
+        self._apps: AppsOrigin | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._events: EventFactory  # made in start(), once the port is known
         self.port = config.port
@@ -142,6 +155,11 @@ class Gateway:
     @property
     def management_url(self) -> str:
         return self._management.url()
+
+    @property
+    def apps_port(self) -> int | None:
+        """The app origin's port, once started (None: not served)."""
+        return self._apps.port if self._apps is not None else None
 
     @property
     def open_connections(self) -> int:
@@ -167,6 +185,10 @@ class Gateway:
             server_header="signaling-gateway",
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        apps_port = self.config.apps_port_to_bind()
+        if apps_port is not None and self.config.static_dir is not None:
+            self._apps = AppsOrigin(self.config.static_dir / "apps", self.config.host, self.port)
+            await self._apps.start(apps_port)
         self._events = EventFactory(f"{self.config.host}:{self.port}", self.config.stage)
         self._sweeper = asyncio.create_task(self._sweep(), name="gateway-timeouts")
 
@@ -180,6 +202,8 @@ class Gateway:
             self._server.close()
             await self._server.wait_closed()  # returns once every connection handler has
         await self._writer.wait_closed()
+        if self._apps is not None:
+            await self._apps.close()
         await self._management.close()
         await asyncio.to_thread(self._executor.shutdown, True)
 
@@ -202,6 +226,8 @@ class Gateway:
     ) -> Response | None:
         """Plain GETs get static files; WebSocket upgrades only on ``/{stage}``."""
         if request.headers.get("Upgrade", "").lower() != "websocket":
+            if urlsplit(request.path).path == "/proxy-config.json":
+                return self._proxy_config(connection, request)
             return await asyncio.to_thread(static_response, self.config.static_dir, request.path)
         path = urlsplit(request.path).path
         if path != f"/{self.config.stage}":
@@ -212,6 +238,13 @@ class Gateway:
             )
             return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
         return self._admit(connection, request)
+
+    def _proxy_config(self, connection: ServerConnection, request: Request) -> Response:
+        """What proxy.html needs to know: the app origin, on the host name the browser used."""
+        hostname = request_hostname(request)
+        if hostname is None or self._apps is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "This gateway serves no app origin.\n")
+        return json_response({"appsOrigin": origin(hostname, self._apps.port)})
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Count an upgrade request under the caps until its connection ends; past one, refuse."""

@@ -1,6 +1,8 @@
 """Plain GET requests on the WebSocket port: the files of ``frontend/``."""
 
+import json
 import mimetypes
+from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -11,7 +13,12 @@ from websockets.http11 import Response
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+def _response(
+    status: HTTPStatus,
+    body: bytes,
+    content_type: str,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> Response:
     headers = Headers(
         [
             ("Content-Type", content_type),
@@ -19,16 +26,24 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
             ("Cache-Control", "no-cache"),
             ("X-Content-Type-Options", "nosniff"),
             ("Connection", "close"),
+            *extra_headers,
         ]
     )
     return Response(status.value, status.phrase, headers, body)
+
+
+def json_response(value: object) -> Response:
+    body = json.dumps(value).encode()
+    return _response(HTTPStatus.OK, body, "application/json")
 
 
 def not_found(detail: str = "Not Found") -> Response:
     return _response(HTTPStatus.NOT_FOUND, f"{detail}\n".encode(), "text/plain; charset=utf-8")
 
 
-def static_response(root: Path | None, request_path: str) -> Response:
+def static_response(
+    root: Path | None, request_path: str, extra_headers: Sequence[tuple[str, str]] = ()
+) -> Response:
     """The file under ``root`` that ``request_path`` names (``/`` is index.html), or 404.
 
     It reads from disk: call it off the event loop.
@@ -52,4 +67,4 @@ def static_response(root: Path | None, request_path: str) -> Response:
     content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
     if content_type.startswith("text/") or content_type == "application/javascript":
         content_type += "; charset=utf-8"
-    return _response(HTTPStatus.OK, body, content_type)
+    return _response(HTTPStatus.OK, body, content_type, extra_headers)

@@ -3,7 +3,6 @@
 import asyncio
 import os
 import subprocess
-from pathlib import Path
 
 from lab.bridge import (
     EchoService,
@@ -12,6 +11,7 @@ from lab.bridge import (
 )
 from lab.netns import venv_bin
 from tests.e2e.conftest import LanLab
+from tests.support.sshd import sshd_config
 
 ECHO_PORT = 7007
 
@@ -57,27 +57,6 @@ async def test_an_unknown_service_is_refused_and_logged(lan: LanLab) -> None:
     )
     await forward.logged(r"The homelab closed 'telnet' \(unknown_service\)")
     forward.stop()
-
-
-def sshd_config(keys: Path) -> Path:
-    """Keys and a config for Debian's sshd on 127.0.0.1:2200, accepting the client key."""
-    keys.mkdir()
-    for name in ("host_key", "client_key"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
-        )
-    (keys / "authorized_keys").write_text((keys / "client_key.pub").read_text())
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    config = keys / "sshd_config"
-    config.write_text(
-        "ListenAddress 127.0.0.1:2200\n"
-        f"HostKey {keys / 'host_key'}\n"
-        f"AuthorizedKeysFile {keys / 'authorized_keys'}\n"
-        f"PidFile {keys / 'sshd.pid'}\n"
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-    )
-    return config
 
 
 async def test_ssh_runs_a_command_through_pipe(lan: LanLab) -> None:
