@@ -68,6 +68,7 @@ bench: venv  ## run the benchmarks (prints tables and a JSON line each; the brid
 	$(BIN)/python -m benchmarks.bridge
 	$(BIN)/python -m benchmarks.hostile_gateway
 	$(BIN)/python -m benchmarks.hostile_daemon
+	$(BIN)/python -m benchmarks.browser_proxy
 
 clean: demo-clean  ## remove the venv and build output
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -20,6 +20,10 @@ const CHUNK_BYTES = 16 * 1024;
 const HIGH_WATER_BYTES = 1024 * 1024; // stop sending while more than this is queued
 const LOW_WATER_BYTES = 256 * 1024; // ... and resume below this
 const REUSED_CHANNEL_MS = 5000; // a channel on a live connection opens in one round trip
+// Channels open at once on one connection; more wait their turn. The homelab refuses a peer's
+// channels past its max_channels_per_peer (64 by default, the echo channel and channels
+// still closing included), and a page of 50 images asks for 50 at once through the proxy.
+const MAX_CHANNELS = 32;
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 
 /** An Error with the signaling error code (or a step's name) in `code`. */
@@ -70,7 +74,16 @@ function once(target, ...events) {
 }
 
 export class Bridge extends EventTarget {
-  constructor({ url, token, credential, target = 'laptop', iceServers = [], iceTransportPolicy = 'all', timeoutMs = 20000 } = {}) {
+  constructor({
+    url,
+    token,
+    credential,
+    target = 'laptop',
+    iceServers = [],
+    iceTransportPolicy = 'all',
+    timeoutMs = 20000,
+    maxChannels = MAX_CHANNELS,
+  } = {}) {
     super();
     if (!/^wss?:\/\//.test(url || '')) {
       throw new BridgeError('bad_request', `url must be a ws:// or wss:// URL, not ${JSON.stringify(url)}`);
@@ -83,7 +96,8 @@ export class Bridge extends EventTarget {
         'no signaling token: give token, or a credential issued with --secret-file (its signaling_token)',
       );
     }
-    Object.assign(this, { url, token, target, iceServers, iceTransportPolicy, timeoutMs });
+    Object.assign(this, { url, token, target, iceServers, iceTransportPolicy, timeoutMs, maxChannels });
+    this._budgets = new WeakMap(); // peer connection -> {open, waiting}: its channels in use
     this._credential = held; // never exposed: it holds the private key
     this._keys = null; // the WebCrypto keys, imported on the first negotiation
     /** The homelab the current connection's answer proved to be: {name, id, expiresAt}. */
@@ -112,7 +126,7 @@ export class Bridge extends EventTarget {
     if (!this._negotiating) {
       if (this.pc) {
         console.log(`${TAG} Peer connection ${this.pc.connectionState}; negotiating a new one`);
-        this.pc.close();
+        this._retire(this.pc);
         this.pc = null;
       }
       this._negotiating = this._negotiate().finally(() => {
@@ -339,18 +353,48 @@ export class Bridge extends EventTarget {
     const before = this.pc;
     const pc = await this.connect();
     const fresh = pc !== before; // negotiated by this call: it may take the whole timeout
+    await this._claimChannel(pc);
+    if (pc !== this.pc) return this.openChannel(service); // replaced while it waited its turn
     const channel = pc.createDataChannel(service);
     channel.binaryType = 'arraybuffer';
+    channel.addEventListener('close', () => this._releaseChannel(pc), { once: true });
     try {
       await this._opened(channel, service, fresh ? this.timeoutMs : REUSED_CHANNEL_MS);
     } catch (error) {
       if (error.code !== 'timeout' || fresh) throw error;
       console.log(`${TAG} The peer connection stopped answering; negotiating a new one`);
-      pc.close();
+      this._retire(pc);
       return this.openChannel(service);
     }
     // A refusal arrives as a text message followed by close, on an already open channel too.
     return channel;
+  }
+
+  /** Resolves once a channel may be opened on `pc` (at most maxChannels open at once). */
+  _claimChannel(pc) {
+    if (!this._budgets.has(pc)) this._budgets.set(pc, { open: 0, waiting: [] });
+    const budget = this._budgets.get(pc);
+    if (budget.open < this.maxChannels) {
+      budget.open += 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => budget.waiting.push(resolve));
+  }
+
+  /** A channel of `pc` has closed: its place goes to the next waiting one. */
+  _releaseChannel(pc) {
+    const budget = this._budgets.get(pc);
+    const next = budget?.waiting.shift();
+    if (next) next(); // the place passes on: the count stays
+    else if (budget) budget.open -= 1;
+  }
+
+  /** Close `pc` for good; calls waiting for one of its channels try the next connection. */
+  _retire(pc) {
+    pc.close();
+    const budget = this._budgets.get(pc);
+    this._budgets.delete(pc);
+    budget?.waiting.splice(0).forEach((resolve) => resolve());
   }
 
   /** Round-trip time in milliseconds through the homelab's echo channel. */
@@ -425,7 +469,7 @@ export class Bridge extends EventTarget {
   /** Close the peer connection and the signaling connection. */
   close() {
     this.ws?.close();
-    this.pc?.close();
+    if (this.pc) this._retire(this.pc);
     this.pc = null;
     this.homelab = null;
     this._update({ connection: 'closed', ice: 'closed' });

@@ -27,7 +27,7 @@ from lab.netns import Namespace
 from p2p_runtime.identity import load_credential
 from tests.e2e.conftest import GATEWAY_IP, LanLab, NatSetup
 from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER
-from tests.support.webapp import BIG, web_app
+from tests.support.webapp import BIG, HOME_PAGE, web_app
 
 pytestmark = pytest.mark.slow
 
@@ -426,3 +426,22 @@ async def test_an_answer_certified_by_another_operator_is_refused_before_it_is_a
     console = "\n".join(lan_browser.console)
     assert "Verified homelab" not in console
     assert f"error: [WSSWebRTC] Connection to laptop failed: {message}" in console
+
+
+async def test_a_hundred_requests_at_once_wait_their_turn_for_a_channel(
+    lan: LanLab, lan_browser: Chromium
+) -> None:
+    """Past maxChannels (32) open at once, requests wait for a channel to close: the homelab
+    would refuse a peer's 65th channel (max_channels_per_peer), closing ones included."""
+    async with web_app(lan.homelab, 8080):
+        daemon = await lan.start_daemon({"web": "http://127.0.0.1:8080"})
+        await lan_browser.evaluate(connect_expression(lan.signaling_url))
+        statuses = await lan_browser.evaluate(
+            """(async () => {
+              const batch = () => Promise.all(Array.from({ length: 100 }, () =>
+                bridge.fetch('web', '/').then(async (r) => [r.status, (await r.text()).length])));
+              return [...await batch(), ...await batch()];
+            })()"""
+        )
+    assert statuses == [[200, len(HOME_PAGE)]] * 200
+    assert "max_channels_per_peer" not in daemon.log()
