@@ -255,7 +255,13 @@ function relayWebSocket({ app: label, path, protocols }, page) {
   }
   console.log(`[proxy] ${label}: WebSocket ${path}`);
   const cookie = app.jar.header(path);
-  const socket = bridge.openWebSocket(label, path, { protocols, headers: cookie ? [['cookie', cookie]] : [] });
+  let socket;
+  try {
+    socket = bridge.openWebSocket(label, path, { protocols, headers: cookie ? [['cookie', cookie]] : [] });
+  } catch (error) {
+    page.postMessage({ type: 'close', code: 1006, reason: error.message, wasClean: false });
+    return;
+  }
   socket.binaryType = 'arraybuffer';
   socket.onopen = () => page.postMessage({ type: 'open', protocol: socket.protocol });
   socket.onmessage = ({ data }) => page.postMessage({ type: 'message', data }, typeof data === 'string' ? [] : [data]);

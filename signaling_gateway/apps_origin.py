@@ -11,6 +11,7 @@ installs the worker and loads the path again.
 
 import asyncio
 import logging
+import re
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,12 +30,17 @@ OWN_FILES = frozenset(
 PAGE_POLICY = "default-src 'self'; object-src 'none'; base-uri 'none'"
 
 
+HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]{2,45}")
+"""A DNS name, an IPv4 or an IPv6 address (what goes into a header and a URL we write)."""
+
+
 def request_hostname(request: Request) -> str | None:
     """The host name the browser used (the Host header without its port), if it is one."""
     try:
-        return urlsplit(f"//{request.headers.get('Host', '')}").hostname
+        hostname = urlsplit(f"//{request.headers.get('Host', '')}").hostname
     except ValueError:
         return None
+    return hostname if hostname and HOSTNAME.fullmatch(hostname) else None
 
 
 def origin(hostname: str, port: int) -> str:

@@ -242,8 +242,10 @@ class Gateway:
     def _proxy_config(self, connection: ServerConnection, request: Request) -> Response:
         """What proxy.html needs to know: the app origin, on the host name the browser used."""
         hostname = request_hostname(request)
-        if hostname is None or self._apps is None:
+        if self._apps is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "This gateway serves no app origin.\n")
+        if hostname is None:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "The Host header is not a host.\n")
         return json_response({"appsOrigin": origin(hostname, self._apps.port)})
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:

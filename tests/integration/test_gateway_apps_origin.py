@@ -42,6 +42,8 @@ def test_the_console_names_the_app_origin_on_the_host_the_browser_used(
     assert apps.port not in (None, urlsplit(gateway.url).port)
     # A browser that reached the gateway by another name gets the app origin on that name.
     named = http_get(f"{base}/proxy-config.json", host=f"homelab.example:{urlsplit(base).port}")
+    # A Host header that is no host name gets no origin built from it.
+    assert http_get(f"{base}/proxy-config.json", host="x; script-src *").status == 400
     assert json.loads(named.body)["appsOrigin"] == f"http://homelab.example:{apps.port}"
 
 
