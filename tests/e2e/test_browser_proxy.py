@@ -167,6 +167,34 @@ async def test_an_app_renders_signs_in_with_a_cookie_and_follows_its_redirects(
         ]
         await screenshot(console, "proxy-app-home")
 
+        # The app's scripts cannot reach the console: another origin, and the console's
+        # credential lives in the console's storage only.
+        reached = await console.evaluate_in_frame(
+            frame,
+            """(() => {
+              const attempt = (read) => {
+                try { read(); return 'read'; } catch (e) { return e.name; }
+              };
+              return [attempt(() => parent.document.title),
+                      attempt(() => parent.sessionStorage.length),
+                      sessionStorage.getItem('homelab-p2p credential')];
+            })()""",
+        )
+        assert reached == ["SecurityError", "SecurityError", None]
+        # The console runs its own scripts only (its content security policy).
+        blocked = await console.evaluate(
+            """(async () => {
+              window.injected = 0;
+              const refused = new Promise((resolve) => document.addEventListener(
+                'securitypolicyviolation', (e) => resolve(e.effectiveDirective), { once: true }));
+              const script = document.createElement('script');
+              script.textContent = 'window.injected = 1';
+              document.body.append(script);
+              return [await refused, window.injected];
+            })()"""
+        )
+        assert blocked == ["script-src-elem", 0]
+
         # A link to an absolute path, then a form posted to one, answered by a 303 to "/".
         await console.evaluate_in_frame(frame, "document.getElementById('login-link').click()")
         await until(console, f"{frame}login", "!!document.getElementById('name')", "login page")
