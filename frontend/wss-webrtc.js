@@ -331,21 +331,49 @@ export class Bridge extends EventTarget {
 
   async _opened(channel, label, ms) {
     if (channel.readyState === 'open') return channel;
+    // Chrome may deliver a channel's first messages before its 'open' event: a homelab's
+    // refusal, or the first bytes of a service that speaks first (an SSH banner). They are
+    // held here, and handed on once the caller has its listeners (see _handOn).
     let refusal = null;
-    channel.addEventListener('message', (event) => {
-      if (typeof event.data === 'string') refusal = safeParse(event.data);
-    });
+    const early = [];
+    const hold = (event) => {
+      event.stopImmediatePropagation();
+      early.push(event.data);
+      const message = !refusal && typeof event.data === 'string' ? safeParse(event.data) : null;
+      if (message?.error) refusal = message;
+    };
+    channel.addEventListener('message', hold);
     const work = once(channel, 'open', 'close').then((event) => {
-      // Chrome may deliver the homelab's refusal before the channel's own 'open' event: it is
-      // the answer then too (nobody else listens yet, and the homelab waits for us to close).
-      if (refusal && refusal.error) {
+      // A refusal before 'open' is the answer (nobody else listens yet, and the homelab waits
+      // for us to close).
+      if (refusal) {
+        channel.removeEventListener('message', hold);
         channel.close();
         throw new BridgeError(refusal.error, refusal.message, { service: label });
       }
-      if (event.type === 'open') return channel;
+      if (event.type === 'open') {
+        this._handOn(channel, hold, early);
+        return channel;
+      }
+      channel.removeEventListener('message', hold);
       throw new BridgeError('channel_closed', `the data channel ${label} closed as it opened`, { service: label });
     });
-    return within(ms || this.timeoutMs, 'channel', `The data channel ${label} opening`, work);
+    return within(ms || this.timeoutMs, 'channel', `The data channel ${label} opening`, work).catch((error) => {
+      channel.removeEventListener('message', hold);
+      throw error;
+    });
+  }
+
+  /**
+   * Hand the messages held before 'open' to the caller's listeners, in order with those that
+   * follow: after a task, by which time the caller (awaiting openChannel) has attached them;
+   * `hold` keeps holding until then, so nothing overtakes them.
+   */
+  _handOn(channel, hold, early) {
+    setTimeout(() => {
+      channel.removeEventListener('message', hold);
+      for (const data of early) channel.dispatchEvent(new MessageEvent('message', { data }));
+    }, 0);
   }
 
   /** An open RTCDataChannel to `service` (echo, or a tcp:// service of the homelab). */

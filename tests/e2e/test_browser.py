@@ -5,6 +5,7 @@ signals through that gateway to homelab_server in another namespace, with a cred
 the lab's operator. The tests assert on outcomes and console lines, never on timings.
 """
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -22,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab import OPERATOR, credential, credential_file, default_client_file, token
+from lab.bridge import NamespaceTcpService
 from lab.chromium import BrowserError, Chromium
 from lab.netns import Namespace
 from p2p_runtime.identity import load_credential
@@ -445,3 +447,41 @@ async def test_a_hundred_requests_at_once_wait_their_turn_for_a_channel(
         )
     assert statuses == [[200, len(HOME_PAGE)]] * 200
     assert "max_channels_per_peer" not in daemon.log()
+
+
+class GreetingService(NamespaceTcpService):
+    """A tcp:// service that speaks first, as sshd does with its banner."""
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HELLO from the homelab\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+
+async def test_a_service_that_speaks_first_is_heard_from_its_first_byte(
+    lan: LanLab, lan_browser: Chromium
+) -> None:
+    """Chrome may deliver a channel's first message before its open event: openChannel hands
+    it on to the caller's listener instead of losing it (20 channels in a row)."""
+    async with GreetingService(lan.homelab, 2300):
+        await lan.start_daemon({"greeter": "tcp://127.0.0.1:2300"})
+        await lan_browser.evaluate(connect_expression(lan.signaling_url))
+        greetings = await lan_browser.evaluate(
+            """(async () => {
+              const heard = [];
+              for (let i = 0; i < 20; i += 1) {
+                const channel = await bridge.openChannel('greeter');
+                heard.push(await new Promise((resolve, reject) => {
+                  const limit = setTimeout(() => reject(new Error('nothing heard')), 10000);
+                  channel.onmessage = (e) => {
+                    clearTimeout(limit);
+                    resolve(new TextDecoder().decode(e.data));
+                  };
+                }));
+                channel.close();
+              }
+              return heard;
+            })()"""
+        )
+    assert greetings == ["HELLO from the homelab\n"] * 20
