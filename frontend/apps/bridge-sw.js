@@ -53,6 +53,10 @@ async function answer(event) {
   const request = event.request;
   const url = new URL(request.url);
   const match = APP_PATH.exec(url.pathname);
+  if (match && !match[2] && request.mode === 'navigate') {
+    // /app/web is the app's root as /app/web/ is: with the slash, relative URLs stay inside.
+    return Response.redirect(`${self.location.origin}/app/${match[1]}/${url.search}`, 308);
+  }
   if (match) return forward(match[1], `${match[2] || '/'}${url.search}`, request);
   const app = await appOfAsker(event);
   if (!app) {

@@ -211,6 +211,17 @@ async def test_an_app_renders_signs_in_with_a_cookie_and_follows_its_redirects(
             "the signed-in page",
         )
         assert signed_in == ["signed in as alice", "/app/web/"]
+        # The app's root without its slash is the same page, with the slash.
+        await console.evaluate_in_frame(frame, "location.assign('/app/web?from=typed')")
+        assert (
+            await until(
+                console,
+                f"{frame}?from=typed",
+                "document.body?.dataset.whoami && location.pathname + location.search",
+                "the app's root without its slash",
+            )
+            == "/app/web/?from=typed"
+        )
         assert app.received == ["login alice"]
         await screenshot(console, "proxy-app-signed-in")
 
