@@ -217,17 +217,21 @@ class Chromium:
         scripts run; BrowserError when there is no such frame (or it has no scripts yet)."""
         return await self.evaluate(expression, await self._frame_context(url_prefix))
 
-    async def choose_files(self, url_prefix: str, selector: str, files: Sequence[Path]) -> None:
-        """Pick ``files`` in the file input ``selector`` of a frame, as a person does."""
+    async def choose_files(
+        self, selector: str, files: Sequence[Path], frame: str | None = None
+    ) -> None:
+        """Pick ``files`` in the file input ``selector``, as a person does (it fires
+        ``change``): in the top frame, or in the frame whose URL starts with ``frame``."""
+        where = {} if frame is None else {"contextId": await self._frame_context(frame)}
         found = await self.send(
             "Runtime.evaluate",
             session=True,
             expression=f"document.querySelector({json.dumps(selector)})",
-            contextId=await self._frame_context(url_prefix),
+            **where,
         )
         object_id = found["result"].get("objectId")
         if object_id is None:
-            raise BrowserError(f"no {selector} in the frame at {url_prefix}")
+            raise BrowserError(f"no {selector} in the frame at {frame or 'the top'}")
         await self.send(
             "DOM.setFileInputFiles",
             session=True,

@@ -92,17 +92,6 @@ def refused_expression(options: dict[str, Any]) -> str:
     }})()"""
 
 
-async def choose_file(browser: Chromium, selector: str, path: Path) -> None:
-    """Pick ``path`` in the page's file input, as a person does (it fires ``change``)."""
-    document = await browser.send("DOM.getDocument", session=True)
-    node = await browser.send(
-        "DOM.querySelector", session=True, nodeId=document["root"]["nodeId"], selector=selector
-    )
-    await browser.send(
-        "DOM.setFileInputFiles", session=True, nodeId=node["nodeId"], files=[str(path)]
-    )
-
-
 def daemon_identity(lab: LanLab, name: str = "daemon") -> tuple[str, str]:
     """The id and the expiry (ISO, as JavaScript writes it) of a lab daemon's certificate."""
     certificate = load_credential(lab.workdir / f"{name}.identity.json").certificate
@@ -282,7 +271,7 @@ async def test_the_demo_page_connects_and_shows_the_homelabs_web_page(
         # A link of an older `make demo` carries a token: the page says it takes none.
         fragment = f"target=laptop&token={token('client', 'page')}"
         await lan_browser.goto(f"http://{GATEWAY_IP}:8765/index.html#{fragment}")
-        await choose_file(lan_browser, "#credential-file", default_client_file())
+        await lan_browser.choose_files("#credential-file", [default_client_file()])
         shown = await lan_browser.evaluate(
             """(async () => {
               const $ = (id) => document.getElementById(id);

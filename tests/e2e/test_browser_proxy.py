@@ -71,22 +71,6 @@ async def until(browser: Chromium, frame: str | None, expression: str, what: str
     return await eventually(check, what, console_lines)
 
 
-async def choose_credential(browser: Chromium) -> None:
-    document = await browser.send("DOM.getDocument", session=True)
-    node = await browser.send(
-        "DOM.querySelector",
-        session=True,
-        nodeId=document["root"]["nodeId"],
-        selector="#credential-file",
-    )
-    await browser.send(
-        "DOM.setFileInputFiles",
-        session=True,
-        nodeId=node["nodeId"],
-        files=[str(default_client_file())],
-    )
-
-
 async def open_console(
     lab: BridgeHosts, host: str, ice_servers: list[dict[str, str]] | None = None
 ) -> Chromium:
@@ -109,7 +93,7 @@ async def console(lan: LanLab) -> AsyncIterator[Chromium]:
 
 
 async def connect_console(browser: Chromium, expected: str = "direct") -> None:
-    await choose_credential(browser)
+    await browser.choose_files("#credential-file", [default_client_file()])
     await until(browser, None, "document.getElementById('credential').value.length > 0", "load")
     await browser.evaluate("document.getElementById('connect').click()")
     state = await until(
@@ -524,7 +508,7 @@ async def test_webssh_from_pypi_logs_in_and_runs_what_is_typed(
         document.getElementById('port').value = '2200';
         document.getElementById('username').value = 'root';""",
     )
-    await console.choose_files(frame, "#privatekey", [keys / "client_key"])
+    await console.choose_files("#privatekey", [keys / "client_key"], frame)
     await console.evaluate_in_frame(
         frame, "document.querySelector('#connect button[type=submit]').click()"
     )
