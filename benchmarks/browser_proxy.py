@@ -25,7 +25,7 @@ import contextlib
 import json
 import shutil
 import statistics
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -34,8 +34,9 @@ from benchmarks.report import machine_description, needs_root, print_rows, repor
 from benchmarks.veth import HOME_IP, SIGNALING, veth_lab
 from lab import default_client_file
 from lab.bridge import start_daemon, write_daemon_config
-from lab.chromium import BrowserError, Chromium
+from lab.chromium import Chromium
 from lab.netns import Namespace
+from lab.waiting import eventually
 
 APP_PORT = 8080
 CONSOLE = f"http://{HOME_IP}:8765"
@@ -87,17 +88,6 @@ async def web_app(home: Namespace, megabytes: int) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while asyncio.get_running_loop().time() < deadline:
-        with contextlib.suppress(BrowserError):
-            value = await check()
-            if value:
-                return value
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{what} did not happen within {WAIT_S:g} s")
-
-
 async def open_console(browser: Chromium) -> None:
     fragment = f"url={SIGNALING}&target=laptop&ice=[]"
     await browser.goto(f"{CONSOLE}/proxy.html#{fragment}")
@@ -112,7 +102,7 @@ async def open_console(browser: Chromium) -> None:
         opened = "!document.getElementById('open').disabled"
         return bool(await browser.evaluate(f"{state} === 'direct' && {opened}"))
 
-    await eventually(ready, "the console connecting")
+    await eventually(ready, "the console connecting", WAIT_S)
     await browser.evaluate(
         f"""document.getElementById('service').value = 'web';
         document.getElementById('path').value = '/page?run=first';
@@ -137,7 +127,7 @@ async def load_ms(browser: Chromium, way: str, run: str) -> float:
         "performance.getEntriesByType('resource').length >= 50"
         " && performance.getEntriesByType('navigation')[0]?.loadEventEnd"
     )
-    ms = await eventually(lambda: browser.evaluate_in_frame(url, timing), f"{url} loading")
+    ms = await eventually(lambda: browser.evaluate_in_frame(url, timing), f"{url} loading", WAIT_S)
     return float(ms)
 
 

@@ -10,17 +10,18 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from lab import default_client_file
 from lab.bridge import BridgeHosts
-from lab.chromium import BrowserError, Chromium
+from lab.chromium import Chromium
 from lab.netns import Namespace, venv_bin
+from lab.waiting import eventually
 from tests.e2e.conftest import GATEWAY_IP, LanLab, NatSetup
 from tests.support.natlab import INET_IP, TURN_PASSWORD, TURN_USER
 from tests.support.proxyapp import DOWNLOAD, ProxyApp, idle_event_stream, proxy_app
@@ -30,30 +31,6 @@ pytestmark = pytest.mark.slow
 
 APPS = f"http://{GATEWAY_IP}:8767"
 ARTIFACTS = Path(os.environ.get("HOMELAB_P2P_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
-WAIT_SECONDS = 60.0
-T = TypeVar("T")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], what: str, context: Callable[[], str] = str
-) -> T:
-    """``check()``'s value once it is truthy (it may raise meanwhile: a frame navigating, a
-    server not listening yet); AssertionError naming ``what`` after WAIT_SECONDS."""
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    last: object = None
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            value = await check()
-        except (BrowserError, OSError) as error:
-            last = error
-        else:
-            if value:
-                return value
-            last = value
-        await asyncio.sleep(0.1)
-    raise AssertionError(
-        f"{what} did not happen within {WAIT_SECONDS:g} s (last: {last}){context()}"
-    )
 
 
 async def until(browser: Chromium, frame: str | None, expression: str, what: str) -> Any:
@@ -68,7 +45,7 @@ async def until(browser: Chromium, frame: str | None, expression: str, what: str
     def console_lines() -> str:
         return "; the browser's console:\n" + "\n".join(browser.console[-40:])
 
-    return await eventually(check, what, console_lines)
+    return await eventually(check, what, context=console_lines)
 
 
 async def open_console(
