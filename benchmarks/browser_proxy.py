@@ -37,6 +37,7 @@ from lab.bridge import start_daemon, write_daemon_config
 from lab.chromium import Chromium
 from lab.netns import Namespace
 from lab.waiting import eventually
+from lab.websites import serving
 
 APP_PORT = 8080
 CONSOLE = f"http://{HOME_IP}:8765"
@@ -79,13 +80,8 @@ async def web_app(home: Namespace, megabytes: int) -> AsyncIterator[None]:
     app.router.add_get("/page", serve_page)
     app.router.add_get("/r/{name}", resource)
     app.router.add_get("/big", serve_big)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, home.socket_listening("0.0.0.0", APP_PORT)).start()
-    try:
+    async with serving(app, home, APP_PORT, host="0.0.0.0"):
         yield
-    finally:
-        await runner.cleanup()
 
 
 async def open_console(browser: Chromium) -> None:

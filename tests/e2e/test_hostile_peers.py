@@ -25,6 +25,7 @@ from lab.hostile import (
     tcp_peers_on_port,
 )
 from lab.netns import venv_bin
+from lab.websites import serving
 from tests.e2e.conftest import GATEWAY_IP, LanLab
 from tests.e2e.test_flow_control import PeakRss
 
@@ -217,13 +218,8 @@ async def recording_web_app(lan: LanLab) -> AsyncIterator[list[str]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", anything)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, lan.homelab.socket_listening("127.0.0.1", WEB_PORT)).start()
-    try:
+    async with serving(app, lan.homelab, WEB_PORT):
         yield seen
-    finally:
-        await runner.cleanup()
 
 
 async def fetch(lan: LanLab, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from lab.netns import Namespace
+from lab.websites import serving
 
 DOWNLOAD = random.Random(2).randbytes(50 * 1024 * 1024)
 RANGE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -149,13 +150,8 @@ class ProxyApp:
 async def proxy_app(namespace: Namespace, port: int, name: str) -> AsyncIterator[ProxyApp]:
     """``ProxyApp`` called ``name``, listening on 127.0.0.1:``port`` in ``namespace``."""
     served = ProxyApp(name)
-    runner = web.AppRunner(served.application(), access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, namespace.socket_listening("127.0.0.1", port)).start()
-    try:
+    async with serving(served.application(), namespace, port):
         yield served
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

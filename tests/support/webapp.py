@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import WSMsgType, web
 
 from lab.netns import Namespace
+from lab.websites import serving
 
 BIG = random.Random(1).randbytes(1024 * 1024)
 HOME_PAGE = "<!doctype html><title>homelab</title><h1>Hello from the homelab</h1>"
@@ -50,10 +51,5 @@ async def web_app(namespace: Namespace, port: int) -> AsyncIterator[None]:
     app.router.add_post("/echo", echo)
     app.router.add_get("/text", compressed)
     app.router.add_get("/ws", websocket_echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, namespace.socket_listening("127.0.0.1", port)).start()
-    try:
+    async with serving(app, namespace, port):
         yield
-    finally:
-        await runner.cleanup()
