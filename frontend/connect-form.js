@@ -26,6 +26,7 @@ export function setUpConnectForm({ onError }) {
   const given = new URLSearchParams(location.hash.slice(1));
   const served = location.protocol.startsWith('http') && location.host;
   $('url').value = given.get('url') || (served ? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/prod` : '');
+  if (served && !given.get('url')) preferServedSignalingUrl($('url').value);
   for (const field of ['target', 'ice']) if (given.has(field)) $(field).value = given.get(field);
   if (given.has('token')) {
     onError('This link carries a token, which this page no longer takes: load your credential file instead.');
@@ -46,6 +47,23 @@ export function setUpConnectForm({ onError }) {
     target: $('target').value.trim() || 'laptop',
     iceServers: JSON.parse($('ice').value || '[]'),
   });
+}
+
+/**
+ * The server's own word on where signaling is (/proxy-config.json): on AWS the pages and the
+ * WebSocket API have different hosts. It replaces the guess unless the user changed it.
+ */
+async function preferServedSignalingUrl(guess) {
+  try {
+    const response = await fetch('/proxy-config.json');
+    if (!response.ok) return;
+    const { signalingUrl } = await response.json();
+    if (typeof signalingUrl === 'string' && /^wss?:\/\//.test(signalingUrl) && $('url').value === guess) {
+      $('url').value = signalingUrl;
+    }
+  } catch {
+    // No such file here (an older gateway): the guess stays.
+  }
 }
 
 /** Say whose credential the field holds, and keep it for this tab only. */

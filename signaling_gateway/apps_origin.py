@@ -20,15 +20,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from signaling_gateway.static import static_response
+from signaling_lambda.pages import APP_ORIGIN_FILES, APP_ORIGIN_POLICY, RELAY_PAGE, relay_policy
 
 log = logging.getLogger("signaling_gateway")
-
-OWN_FILES = frozenset(
-    f"/bridge-{name}" for name in ("sw.js", "relay.js", "relay.html", "boot.js", "shim.js")
-)
-"""The proxy's files on the app origin; any other path is the bootstrap page (index.html)."""
-PAGE_POLICY = "default-src 'self'; object-src 'none'; base-uri 'none'"
-
 
 HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]{2,45}")
 """A DNS name, an IPv4 or an IPv6 address (what goes into a header and a URL we write)."""
@@ -81,11 +75,11 @@ class AppsOrigin:
         if hostname is None:
             return connection.respond(HTTPStatus.BAD_REQUEST, "The Host header is not a host.\n")
         path = urlsplit(request.path).path
-        policy = PAGE_POLICY
-        if path == "/bridge-relay.html":
-            # Only the console may frame the relay: it hands the service worker its port.
-            policy += f"; frame-ancestors {origin(hostname, self._console_port)}"
-        served = path if path in OWN_FILES else "/index.html"
+        policy = APP_ORIGIN_POLICY
+        if path == RELAY_PAGE:
+            policy = relay_policy(origin(hostname, self._console_port))
+        # The same files and policies as on AWS (signaling_lambda/pages.py).
+        served = path if path in APP_ORIGIN_FILES else "/index.html"
         return await asyncio.to_thread(
             static_response, self._root, served, [("Content-Security-Policy", policy)]
         )

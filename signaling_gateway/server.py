@@ -240,13 +240,20 @@ class Gateway:
         return self._admit(connection, request)
 
     def _proxy_config(self, connection: ServerConnection, request: Request) -> Response:
-        """What proxy.html needs to know: the app origin, on the host name the browser used."""
+        """What proxy.html needs to know: the app origin and the signaling URL, on the host name
+        the browser used (the same answer as on AWS, signaling_lambda/pages.py)."""
         hostname = request_hostname(request)
         if self._apps is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "This gateway serves no app origin.\n")
         if hostname is None:
             return connection.respond(HTTPStatus.BAD_REQUEST, "The Host header is not a host.\n")
-        return json_response({"appsOrigin": origin(hostname, self._apps.port)})
+        signaling = origin(hostname, self.port).replace("http://", "ws://", 1)
+        return json_response(
+            {
+                "appsOrigin": origin(hostname, self._apps.port),
+                "signalingUrl": f"{signaling}/{self.config.stage}",
+            }
+        )
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Count an upgrade request under the caps until its connection ends; past one, refuse."""

@@ -1,14 +1,15 @@
 """AWS Lambda entry point: ``signaling_lambda.handler.lambda_handler``.
 
 The app is built once per container from the environment (see settings.py) and reused by
-warm invocations.
+warm invocations. HTTP requests (the browser pages' HTTP APIs, payload 2.0) go to pages.py
+before any of it: they never reach signaling.
 """
 
 import logging
 import os
 from typing import Any
 
-from signaling_lambda import authorizer
+from signaling_lambda import authorizer, pages
 from signaling_lambda.app import INTERNAL_ERROR, SignalingApp
 from signaling_lambda.settings import ConfigError, Settings
 
@@ -30,6 +31,8 @@ class Unauthorized(Exception):
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    if pages.is_http_request(event):
+        return pages.respond(event, os.environ)
     try:
         app = _get_app()
     except ConfigError as exc:

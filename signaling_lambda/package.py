@@ -2,11 +2,12 @@
 
     python -m signaling_lambda.package --out dist/signaling_lambda.zip
 
-The zip holds the handler's modules only: this package's ``.py`` files without its build
-tooling, and the protocol core ``p2p_protocol/`` beside it (standard library only); boto3
-comes with the Lambda runtime. Entries are
-sorted, stored uncompressed (so zlib's version cannot change a byte), dated 1980-01-01 and
-mode 0644, so the sha256 (Lambda's CodeSha256) changes exactly when a source does.
+The zip holds the handler's modules: this package's ``.py`` files without its build tooling,
+the protocol core ``p2p_protocol/`` beside it (standard library only), and the browser pages
+``frontend/`` (its files and ``apps/``, which pages.py serves); boto3 comes with the Lambda
+runtime. Entries are sorted, stored uncompressed (so zlib's version cannot change a byte),
+dated 1980-01-01 and mode 0644, so the sha256 (Lambda's CodeSha256) changes exactly when a
+source does.
 """
 
 import argparse
@@ -19,27 +20,28 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROTOCOL_PACKAGE = "p2p_protocol"
+PAGES_DIR = "frontend"
 NOT_IN_ZIP = {"package.py"}
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
-def handler_sources(package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """The handler's files: ``package_dir``'s and the protocol core's beside it."""
-    handler = [p for p in package_dir.glob("*.py") if p.name not in NOT_IN_ZIP]
-    protocol = list((package_dir.parent / PROTOCOL_PACKAGE).glob("*.py"))
-    return sorted(handler + protocol, key=_entry_name)
+def handler_sources(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
+    """The zip's entries (``p2p_protocol/names.py``, ``frontend/apps/bridge-sw.js``...) and
+    the files they hold: ``package_dir``'s, and the protocol core's and pages' beside it."""
+    checkout = package_dir.parent
+    files = [p for p in package_dir.glob("*.py") if p.name not in NOT_IN_ZIP]
+    files += (checkout / PROTOCOL_PACKAGE).glob("*.py")
+    for folder in (checkout / PAGES_DIR, checkout / PAGES_DIR / "apps"):
+        files += (p for p in folder.glob("*") if p.is_file())
+    entries = {p.relative_to(checkout).as_posix(): p for p in files}
+    return dict(sorted(entries.items()))
 
 
-def _entry_name(source: Path) -> str:
-    """A file's name in the zip: its package folder and its name (``p2p_protocol/names.py``)."""
-    return f"{source.parent.name}/{source.name}"
-
-
-def build_zip_bytes(sources: list[Path] | None = None) -> bytes:
+def build_zip_bytes(sources: dict[str, Path] | None = None) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for source in sources if sources is not None else handler_sources():
-            entry = zipfile.ZipInfo(_entry_name(source), FIXED_DATE)
+        for name, source in (sources if sources is not None else handler_sources()).items():
+            entry = zipfile.ZipInfo(name, FIXED_DATE)
             entry.external_attr = 0o100644 << 16
             entry.create_system = 3  # Unix, whatever machine builds it
             archive.writestr(entry, source.read_bytes())
@@ -71,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.source.parent / PROTOCOL_PACKAGE / "messages.py").is_file():
         print(
             f"{args.source.parent} holds no {PROTOCOL_PACKAGE}/ beside signaling_lambda/: "
+            "point --source at a checkout's signaling_lambda directory",
+            file=sys.stderr,
+        )
+        return 2
+    if not (args.source.parent / PAGES_DIR / "proxy.html").is_file():
+        print(
+            f"{args.source.parent} holds no {PAGES_DIR}/proxy.html beside signaling_lambda/: "
             "point --source at a checkout's signaling_lambda directory",
             file=sys.stderr,
         )

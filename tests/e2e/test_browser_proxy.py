@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from lab import default_client_file
+from lab.apigateway_http import pages_apis
 from lab.bridge import BridgeHosts
 from lab.chromium import Chromium
 from lab.netns import Namespace, venv_bin
@@ -230,6 +231,41 @@ async def sign_in(browser: Chromium, frame: str, name: str) -> None:
     await until(
         browser, frame, f"document.body?.dataset.whoami === {json.dumps(name)}", f"{name} signed in"
     )
+
+
+async def test_the_pages_signaling_aws_serves_open_an_app(lan: LanLab) -> None:
+    """The console and the app origin as the signaling function serves them on AWS
+    (signaling_lambda/pages.py behind a stand-in for its two HTTP APIs), signaling elsewhere:
+    the link names no signaling URL, and the form starts with the one the pages name."""
+    lan.client.run("ip", "route", "add", "default", "via", GATEWAY_IP)
+    async with (
+        pages_apis(lan.gateway_host, GATEWAY_IP, (8443, 8444), lan.signaling_url) as origins,
+        proxy_app(lan.homelab, 8080, "Dashboard"),
+    ):
+        console_origin, apps_origin = origins
+        await lan.start_daemon({"web": "http://127.0.0.1:8080"})
+        browser = Chromium(lan.client, lan.workdir, secure_origins=list(origins))
+        await browser.start()
+        try:
+            await browser.goto(f"{console_origin}/proxy.html")
+            await until(
+                browser,
+                None,
+                f"document.getElementById('url').value === {json.dumps(lan.signaling_url)}",
+                "the signaling URL from /proxy-config.json",
+            )
+            await connect_console(browser)
+            frame = await open_app(browser, "web", apps=apps_origin)
+            title = await until(
+                browser,
+                frame,
+                "document.body?.dataset.whoami && document.querySelector('h1').textContent",
+                "the app's page rendering",
+            )
+            assert title == "Dashboard"
+            await screenshot(browser, "proxy-aws-pages")
+        finally:
+            await browser.stop()
 
 
 async def test_two_apps_at_once_keep_their_cookies_apart(lan: LanLab, console: Chromium) -> None:

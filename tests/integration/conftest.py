@@ -1,11 +1,13 @@
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import p2p_webrtc as webrtc
 from lab.gateway import GatewayProcess
 from p2p_webrtc.ice import IcePolicy
+from tests.support.aws_modules import RecordingProxy, apigatewayv2
 from tests.support.integration import StartGateway
 from tests.support.moto_server import MotoServer
 
@@ -53,3 +55,16 @@ def restore_default_install() -> Iterator[None]:
     """For tests that install another data path: the default one again afterwards."""
     yield
     webrtc.install(IcePolicy())
+
+
+@pytest.fixture
+def proxy(aws: MotoServer) -> Iterator[RecordingProxy]:
+    """A proxy to moto that records every request (the AWS modules' tests)."""
+    with RecordingProxy(aws.url) as recording:
+        yield recording
+
+
+@pytest.fixture
+def apigw(aws: MotoServer) -> Any:
+    """A boto3 apigatewayv2 client straight to moto, to check what a module did."""
+    return apigatewayv2(aws)

@@ -4,15 +4,18 @@ The playbooks run as an operator runs them (``ansible-playbook -i inventory/exam
 pointed at a moto_server on loopback; boto3 then reads back every resource and setting.
 """
 
+import base64
 import json
 import shutil
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from p2p_protocol.tokens import verify_token
+from signaling_lambda import pages
 from signaling_lambda.package import build_zip_bytes, code_sha256, handler_sources
 from tests.support.aws import ACCOUNT, FUNCTION, NAME, REGION, ROUTES, AwsDeployment
 from tests.support.moto_server import MotoServer
@@ -21,6 +24,8 @@ pytestmark = pytest.mark.slow
 
 TABLE = f"{NAME}-registry"
 API = f"{NAME}-signaling"
+PAGES_APIS = (f"{NAME}-console", f"{NAME}-apps")
+PAGES_VARIABLES = ("PAGES_CONSOLE_ORIGIN", "PAGES_APPS_ORIGIN", "PAGES_SIGNALING_URL")
 
 
 @pytest.fixture
@@ -28,10 +33,18 @@ def deployment(aws: MotoServer, tmp_path: Path) -> AwsDeployment:
     return AwsDeployment(aws, tmp_path / "credentials")
 
 
-def only_api(deployment: AwsDeployment) -> dict[str, Any]:
+def apis_by_name(deployment: AwsDeployment) -> dict[str, dict[str, Any]]:
     apis = deployment.client("apigatewayv2").get_apis()["Items"]
-    assert [api["Name"] for api in apis] == [API]
-    return dict(apis[0])
+    by_name = {api["Name"]: dict(api) for api in apis}
+    assert len(by_name) == len(apis), "two APIs of one name"
+    return by_name
+
+
+def only_api(deployment: AwsDeployment) -> dict[str, Any]:
+    """The signaling API; besides it there are the pages' APIs only."""
+    apis = apis_by_name(deployment)
+    assert set(apis) == {API, *PAGES_APIS}
+    return apis[API]
 
 
 def statements(policy_document: Any) -> dict[str, dict[str, Any]]:
@@ -90,16 +103,22 @@ def test_site_yml_deploys_converges_and_check_mode_stays_clean(
     assert config["Handler"] == "signaling_lambda.handler.lambda_handler"
     assert (config["Timeout"], config["MemorySize"]) == (30, 256)
     assert config["CodeSha256"] == code_sha256(build_zip_bytes())
+    pages = {name: api["ApiEndpoint"] for name, api in apis_by_name(deployment).items()}
     assert config["Environment"]["Variables"] == {
         "REGISTRY_BACKEND": "dynamodb",
         "REGISTRY_TABLE": TABLE,
         "REGISTRY_TTL_SECONDS": "7800",
         "SIGNALING_SECRET": deployment.secret(),
         "LOG_LEVEL": "DEBUG",
+        "PAGES_CONSOLE_ORIGIN": pages[f"{NAME}-console"],
+        "PAGES_APPS_ORIGIN": pages[f"{NAME}-apps"],
+        "PAGES_SIGNALING_URL": url,
     }
     assert deployment.secret() not in first.output  # no_log held
 
-    [permission] = statements(lambda_.get_policy(FunctionName=FUNCTION)["Policy"]).values()
+    permissions = statements(lambda_.get_policy(FunctionName=FUNCTION)["Policy"])
+    assert set(permissions) == {f"apigateway-{name}" for name in (API, *PAGES_APIS)}
+    permission = permissions[f"apigateway-{API}"]
     assert permission["Principal"] == {"Service": "apigateway.amazonaws.com"}
     assert permission["Action"] == "lambda:InvokeFunction"
     source = permission["Condition"]["ArnLike"]["AWS:SourceArn"]
@@ -150,6 +169,77 @@ def test_site_yml_deploys_converges_and_check_mode_stays_clean(
     assert verify_token(deployment.secret().encode(), client_token).role == "client"
 
 
+def ask_page(environment: dict[str, str], origin: str, path: str) -> tuple[int, bytes]:
+    """What the deployed function answers an HTTP API's request for path on origin (moto runs
+    no function: the handler runs here, in the deployed function's environment)."""
+    event = {
+        "version": "2.0",
+        "rawPath": path,
+        "requestContext": {"domainName": urlsplit(origin).netloc, "http": {"method": "GET"}},
+    }
+    answer = pages.respond(event, environment)
+    return answer["statusCode"], base64.b64decode(answer["body"])
+
+
+def test_the_browser_pages_are_two_throttled_https_apis_and_can_be_turned_off(
+    deployment: AwsDeployment,
+) -> None:
+    first = deployment.deploy().assert_ok()
+    apis = apis_by_name(deployment)
+    gateway = deployment.client("apigatewayv2")
+    lambda_ = deployment.client("lambda")
+    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+    uri = f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+    permissions = statements(lambda_.get_policy(FunctionName=FUNCTION)["Policy"])
+    for name in PAGES_APIS:
+        api = apis[name]
+        assert api["ProtocolType"] == "HTTP"
+        assert api["ApiEndpoint"] == f"https://{api['ApiId']}.execute-api.{REGION}.amazonaws.com"
+        assert api["Tags"]["project"] == "homelab-p2p-bridge"
+        [integration] = gateway.get_integrations(ApiId=api["ApiId"])["Items"]
+        assert (integration["IntegrationType"], integration["PayloadFormatVersion"]) == (
+            "AWS_PROXY",
+            "2.0",
+        )
+        assert integration["IntegrationUri"] == uri
+        [route] = gateway.get_routes(ApiId=api["ApiId"])["Items"]
+        assert (route["RouteKey"], route["Target"]) == (
+            "$default",
+            f"integrations/{integration['IntegrationId']}",
+        )
+        [stage] = gateway.get_stages(ApiId=api["ApiId"])["Items"]
+        assert (stage["StageName"], stage["AutoDeploy"]) == ("$default", True)
+        throttle = stage["DefaultRouteSettings"]
+        assert (throttle["ThrottlingRateLimit"], throttle["ThrottlingBurstLimit"]) == (20, 40)
+        source = permissions[f"apigateway-{name}"]["Condition"]["ArnLike"]["AWS:SourceArn"]
+        assert source == f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api['ApiId']}/*"
+        assert fnmatchcase(f"{source[:-2]}/$default/GET/proxy.html", source)
+
+    console = apis[f"{NAME}-console"]["ApiEndpoint"]
+    signaling = f"wss://{apis[API]['ApiId']}.execute-api.{REGION}.amazonaws.com/prod"
+    link = f"{console}/proxy.html#url={quote(signaling)}&target=laptop"
+    assert f"open apps in a browser at {link}" in first.output
+    # The deployed environment wires the console to its app origin and to signaling.
+    environment = lambda_.get_function_configuration(FunctionName=FUNCTION)["Environment"]
+    status, config = ask_page(environment["Variables"], console, "/proxy-config.json")
+    assert status == 200
+    assert json.loads(config) == {
+        "appsOrigin": apis[f"{NAME}-apps"]["ApiEndpoint"],
+        "signalingUrl": signaling,
+    }
+
+    off = deployment.deploy(signaling_aws_proxy_pages="false").assert_ok()
+    assert off.changed > 0
+    assert "open apps in a browser" not in off.output
+    assert set(apis_by_name(deployment)) == {API}
+    permissions = statements(lambda_.get_policy(FunctionName=FUNCTION)["Policy"])
+    assert set(permissions) == {f"apigateway-{API}"}
+    environment = lambda_.get_function_configuration(FunctionName=FUNCTION)["Environment"]
+    assert not set(PAGES_VARIABLES) & set(environment["Variables"])
+    assert ask_page(environment["Variables"], console, "/proxy.html")[0] == 404
+    assert deployment.deploy(signaling_aws_proxy_pages="false").assert_ok().changed == 0
+
+
 def test_a_secret_given_from_the_vault_is_deployed_and_none_is_generated(
     deployment: AwsDeployment,
 ) -> None:
@@ -181,9 +271,9 @@ def test_update_lambda_publishes_changed_code_waits_and_keeps_the_configuration(
     assert f"{FUNCTION} already runs this code" in unchanged.output
 
     source = tmp_path / "source"
-    for path in handler_sources():
-        (source / path.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, source / path.parent.name / path.name)
+    for name, path in handler_sources().items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, source / name)
     handler = source / "signaling_lambda" / "handler.py"
     handler.write_text(handler.read_text() + "\n# a change of code\n")
     new_sha = code_sha256(build_zip_bytes(handler_sources(source / "signaling_lambda")))

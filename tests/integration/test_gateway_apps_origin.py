@@ -40,11 +40,15 @@ def test_the_console_names_the_app_origin_on_the_host_the_browser_used(
     apps = urlsplit(json.loads(config.body)["appsOrigin"])
     assert (apps.scheme, apps.hostname) == ("http", "127.0.0.1")
     assert apps.port not in (None, urlsplit(gateway.url).port)
+    # The connect form's default: this gateway's own WebSocket URL.
+    assert json.loads(config.body)["signalingUrl"] == gateway.url
     # A browser that reached the gateway by another name gets the app origin on that name.
     named = http_get(f"{base}/proxy-config.json", host=f"homelab.example:{urlsplit(base).port}")
     # A Host header that is no host name gets no origin built from it.
     assert http_get(f"{base}/proxy-config.json", host="x; script-src *").status == 400
     assert json.loads(named.body)["appsOrigin"] == f"http://homelab.example:{apps.port}"
+    port = urlsplit(gateway.url).port
+    assert json.loads(named.body)["signalingUrl"] == f"ws://homelab.example:{port}/prod"
 
 
 def test_the_app_origin_serves_the_proxy_files_and_the_bootstrap_page_only(

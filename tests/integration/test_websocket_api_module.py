@@ -1,26 +1,29 @@
 """homelab_p2p_websocket_api, the project's API Gateway WebSocket module, against moto_server.
 
 The module runs as Ansible runs it (a JSON file of arguments, JSON on stdout), through a small
-proxy that records every request, so "no write call" is something a test can see. Every outcome
-is read back from moto with boto3, not taken from the module's word.
+proxy that records every request, so "no write call" is something a test can see
+(tests/support/aws_modules.py). Every outcome is read back from moto with boto3, not taken from
+the module's word.
 """
 
-import http.client
 import json
-import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import boto3
 import pytest
 
-from tests.support.moto_server import MotoServer
+from tests.support.aws_modules import (
+    ENVIRONMENT,
+    ModuleRunner,
+    RecordingProxy,
+    integrations_of,
+    invocation_uri,
+    only_api,
+    routes_of,
+    succeeded,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "roles/signaling_aws/library/homelab_p2p_websocket_api.py"
@@ -30,74 +33,6 @@ ROUTES = ["$connect", "$disconnect", "$default", "sendSignal"]
 TAGS = {"project": "homelab-p2p-bridge", "owner": "ops"}
 AUTHORIZER = f"{NAME}-token"
 TOKEN_SOURCE = ["route.request.querystring.token"]
-ENVIRONMENT = {
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-}
-WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-def invocation_uri(lambda_arn: str) -> str:
-    return f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{lambda_arn}/invocations"
-
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
-class RecordingProxy:
-    """Forwards requests to moto and remembers them; answers those in ``canned`` itself."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream).netloc
-        self.requests: list[tuple[str, str]] = []
-        # (method, path) -> answer: AWS errors, and the calls moto does not implement.
-        self.canned: dict[tuple[str, str], Answer] = {}
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_request(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                proxy.requests.append((self.command, self.path))
-                if (self.command, self.path) in proxy.canned:
-                    self.answer(*proxy.canned[self.command, self.path])
-                    return
-                connection = http.client.HTTPConnection(proxy.upstream, timeout=10)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                connection.request(self.command, self.path, body, headers)
-                answer = connection.getresponse()
-                content = answer.read()
-                connection.close()
-                passed = {k: v for k, v in answer.getheaders() if k.lower() == "content-type"}
-                self.answer(answer.status, passed, content)
-
-            def answer(self, status: int, headers: dict[str, str], content: bytes) -> None:
-                self.send_response(status)
-                for key, value in {**headers, "Content-Length": str(len(content))}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_request
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def writes(self) -> list[tuple[str, str]]:
-        return [request for request in self.requests if request[0] in WRITE_METHODS]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 DENIED = json.dumps(
     {
         "message": "User: arn:aws:iam::123456789012:user/deployer is not authorized to perform: "
@@ -106,57 +41,8 @@ DENIED = json.dumps(
 ).encode()
 
 
-@pytest.fixture
-def proxy(aws: MotoServer) -> Iterator[RecordingProxy]:
-    recording = RecordingProxy(aws.url)
-    yield recording
-    recording.close()
-
-
-@pytest.fixture
-def apigw(aws: MotoServer) -> Any:
-    """A boto3 apigatewayv2 client straight to moto, to check what the module did."""
-    return boto3.client(
-        "apigatewayv2",
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-class Module:
-    """Runs the module in a subprocess, the way ansible-test units runs one directly."""
-
-    def __init__(self, tmp_path: Path, proxy: RecordingProxy) -> None:
-        self.tmp_path = tmp_path
-        self.proxy = proxy
-
-    def __call__(self, check: bool = False, diff: bool = False, **args: Any) -> dict[str, Any]:
-        arguments = {
-            "endpoint_url": self.proxy.url,
-            "region": "us-east-1",
-            "access_key": "testing",
-            "secret_key": "testing",
-            "name": NAME,
-            **args,
-            "_ansible_check_mode": check,
-            "_ansible_diff": diff,
-        }
-        path = self.tmp_path / "args.json"
-        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": arguments}))
-        self.proxy.requests.clear()
-        result = subprocess.run(
-            [sys.executable, str(MODULE), str(path)],
-            capture_output=True,
-            text=True,
-            env=ENVIRONMENT,
-            timeout=60,
-            check=False,
-        )
-        assert result.stdout, result.stderr
-        output: dict[str, Any] = json.loads(result.stdout)
-        return output
+class Module(ModuleRunner):
+    """homelab_p2p_websocket_api on the API named NAME."""
 
     def present(self, **args: Any) -> dict[str, Any]:
         """The module with the arguments of a converged signaling API, overridden by args."""
@@ -171,28 +57,7 @@ class Module:
 
 @pytest.fixture
 def module(tmp_path: Path, proxy: RecordingProxy) -> Module:
-    return Module(tmp_path, proxy)
-
-
-def succeeded(result: dict[str, Any]) -> dict[str, Any]:
-    assert not result.get("failed"), result.get("msg")
-    return result
-
-
-def only_api(apigw: Any) -> dict[str, Any]:
-    apis = apigw.get_apis()["Items"]
-    assert len(apis) == 1, apis
-    api: dict[str, Any] = apis[0]
-    return api
-
-
-def routes_of(apigw: Any, api_id: str) -> dict[str, dict[str, Any]]:
-    return {route["RouteKey"]: route for route in apigw.get_routes(ApiId=api_id)["Items"]}
-
-
-def integrations_of(apigw: Any, api_id: str) -> list[dict[str, Any]]:
-    integrations: list[dict[str, Any]] = apigw.get_integrations(ApiId=api_id)["Items"]
-    return integrations
+    return Module(MODULE, tmp_path, proxy, name=NAME)
 
 
 def authorizers_of(apigw: Any, api_id: str) -> list[dict[str, Any]]:

@@ -36,17 +36,18 @@ def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
 
 
 def test_the_digest_follows_the_sources(tmp_path: Path) -> None:
-    sources = []
-    for source in handler_sources():
-        copy = tmp_path / source.parent.name / source.name
-        copy.parent.mkdir(exist_ok=True)
+    sources = {}
+    for name, source in handler_sources().items():
+        copy = tmp_path / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(source.read_bytes())
-        sources.append(copy)
+        sources[name] = copy
     same = build_zip_bytes(sources)
     assert same == build_zip_bytes()
-    os.utime(sources[0], (0, 0))  # a touched file with the same bytes changes nothing
+    first = next(iter(sources.values()))
+    os.utime(first, (0, 0))  # a touched file with the same bytes changes nothing
     assert build_zip_bytes(sources) == same
-    sources[0].write_bytes(sources[0].read_bytes() + b"\n# changed\n")
+    first.write_bytes(first.read_bytes() + b"\n# changed\n")
     assert build_zip_bytes(sources) != same
 
 
@@ -68,12 +69,16 @@ def test_only_the_handler_modules_are_in_it() -> None:
     assert not any(
         "gateway" in name or "package.py" in name or "__pycache__" in name for name in names
     )
-    assert {name.split("/")[0] for name in names} == {"signaling_lambda", "p2p_protocol"}
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"signaling_lambda", "p2p_protocol", "frontend"}
+    assert {"frontend/proxy.html", "frontend/wss-webrtc.js", "frontend/apps/bridge-sw.js"} <= names
     assert not any(name.startswith(("boto3/", "botocore/")) for name in names)
 
 
 def test_handler_modules_import_only_the_stdlib_boto3_and_themselves() -> None:
-    for source in handler_sources():
+    for source in handler_sources().values():
+        if source.suffix != ".py":
+            continue
         tree = ast.parse(source.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -112,6 +117,42 @@ def test_the_zip_runs_on_its_own(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"statusCode": 200}
+
+
+def test_the_unpacked_zip_serves_the_pages(tmp_path: Path) -> None:
+    """Lambda unpacks the zip into /var/task: from there the handler finds frontend/ too."""
+    task = tmp_path / "task"
+    with zipfile.ZipFile(io.BytesIO(build_zip_bytes())) as archive:
+        archive.extractall(task)
+    script = (
+        "import base64, json, sys; sys.path.insert(0, sys.argv[1]);"
+        "import signaling_lambda.handler as h;"
+        "assert h.__file__.startswith(sys.argv[1]), h.__file__;"
+        "ask = lambda host, path: h.lambda_handler({'version': '2.0', 'rawPath': path,"
+        " 'requestContext': {'domainName': host, 'http': {'method': 'GET'}}}, None);"
+        "answers = [ask('console.example', '/proxy.html'), ask('apps.example', '/bridge-sw.js')];"
+        "print(json.dumps([(a['statusCode'], base64.b64decode(a['body']).decode())"
+        " for a in answers]))"
+    )
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "PAGES_CONSOLE_ORIGIN": "https://console.example",
+        "PAGES_APPS_ORIGIN": "https://apps.example",
+        "PAGES_SIGNALING_URL": "wss://signaling.example/prod",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(task)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        check=True,
+    )
+    frontend = PACKAGE_DIR.parent / "frontend"
+    assert json.loads(result.stdout) == [
+        [200, (frontend / "proxy.html").read_text()],
+        [200, (frontend / "apps" / "bridge-sw.js").read_text()],
+    ]
 
 
 def test_code_sha256_is_what_lambda_reports() -> None:

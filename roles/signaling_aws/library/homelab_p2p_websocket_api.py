@@ -157,109 +157,25 @@ diff:
   returned: in diff mode
 """
 
-import contextlib
-import re
 from urllib.parse import urlparse
 
-with contextlib.suppress(ImportError):  # AnsibleAWSModule reports a missing botocore
-    from botocore.exceptions import BotoCoreError, ClientError
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible.module_utils.homelab_p2p_apigateway import (
+    TAG_WRITES,
+    Gateway,
+    ensure_api,
+    ensure_integration,
+    ensure_part,
+    find_api,
+    lambda_invocation,
+    pick_integration,
+    pick_stage,
+    read_parts,
+    tags_after,
+)
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 
-LAMBDA_ARN = re.compile(r"^arn:(aws[a-z-]*):lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+$")
-# IAM knows API Gateway management calls by HTTP verb and path, not by operation name.
-VERBS = {"get": "GET", "create": "POST", "update": "PATCH", "delete": "DELETE", "tag": "POST"}
-TAG_WRITES = ("tag_resource", "untag_resource")
-
-
-def permission(operation, region):
-    """The IAM permission an apigatewayv2 operation needs, e.g. apigateway:POST on .../apis."""
-    verb = VERBS.get(operation.split("_")[0], "DELETE")  # untag_resource is a DELETE
-    path = "/apis" if operation in ("get_apis", "create_api") else "/apis/*"
-    path = "/tags/*" if operation in TAG_WRITES else path
-    return "apigateway:%s on arn:aws:apigateway:%s::%s" % (verb, region, path)
-
-
-class Gateway:
-    """The apigatewayv2 client. A failed call ends the module with what to do about it."""
-
-    def __init__(self, module):
-        self.module = module
-        self.client = module.client("apigatewayv2", retry_decorator=AWSRetry.jittered_backoff())
-        self.changes = []  # write operations made, or in check mode only planned
-
-    def call(self, operation, **kwargs):
-        action = "".join(word.capitalize() for word in operation.split("_"))
-        try:
-            return getattr(self.client, operation)(aws_retry=True, **kwargs)
-        except is_boto3_error_code(["AccessDeniedException", "AccessDenied"]) as exc:
-            self.module.fail_json_aws(
-                exc,
-                msg="The deploying identity may not call API Gateway %s; grant it %s and run again"
-                % (action, permission(operation, self.module.region)),
-            )
-        except ClientError as exc:  # pylint: disable=duplicate-except
-            self.module.fail_json_aws(
-                exc, msg="API Gateway refused %s; fix what AWS reports and run again" % action
-            )
-        except BotoCoreError as exc:
-            self.module.fail_json_aws(
-                exc,
-                msg="Could not call API Gateway %s; check region, endpoint_url, credentials and "
-                "the network path to AWS, then run again" % action,
-            )
-
-    def write(self, operation, **kwargs):
-        """A change: made, or in check mode only counted (and then nothing comes back)."""
-        self.changes.append(operation)
-        return {} if self.module.check_mode else self.call(operation, **kwargs)
-
-    def items(self, operation, **kwargs):
-        """Every page of a Get* listing (moto answers with one page, AWS pages)."""
-        found, token = [], {}
-        while True:
-            page = self.call(operation, **kwargs, **token)
-            found.extend(page.get("Items", []))
-            if not page.get("NextToken"):
-                return found
-            token = {"NextToken": page["NextToken"]}
-
-
-def find_api(gateway, name):
-    apis = gateway.items("get_apis")
-    apis = [api for api in apis if (api["Name"], api["ProtocolType"]) == (name, "WEBSOCKET")]
-    if len(apis) > 1:
-        gateway.module.fail_json(
-            msg="There are %d WebSocket APIs named %s (%s); delete or rename all but one so the "
-            "name picks a single API, then run again"
-            % (len(apis), name, ", ".join(sorted(api["ApiId"] for api in apis)))
-        )
-    return apis[0] if apis else None
-
-
-def read_parts(gateway, api_id):
-    """Integrations, routes, stages and authorizers of the API; none while it is still to be
-    created."""
-    if api_id is None:
-        return [], [], [], []
-    return tuple(
-        gateway.items(operation, ApiId=api_id)
-        for operation in ("get_integrations", "get_routes", "get_stages", "get_authorizers")
-    )
-
-
-def pick_integration(integrations, uri):
-    """The Lambda proxy integration to keep: the one already on uri, else any other one."""
-    proxies = [i for i in integrations if i.get("IntegrationType") == "AWS_PROXY"]
-    matching = [i for i in proxies if i.get("IntegrationUri") == uri]
-    return (matching or proxies or [None])[0]
-
-
-def pick_stage(stages, name):
-    return next((stage for stage in stages if stage.get("StageName") == name), None)
+# What the module reads of an API, in this order.
+PARTS = ("get_integrations", "get_routes", "get_stages", "get_authorizers")
 
 
 def connect_route(routes):
@@ -310,10 +226,7 @@ def summarize(api, integration, routes, stage, authorizers):
 
 def wanted_summary(before, params, uri):
     """The same view of what the arguments ask for."""
-    tags = before.get("tags", {})
-    if params["tags"] is not None:
-        to_set, to_unset = compare_aws_tags(tags, params["tags"], params["purge_tags"])
-        tags = {key: value for key, value in {**tags, **to_set}.items() if key not in to_unset}
+    tags = tags_after(before.get("tags", {}), params["tags"], params["purge_tags"])
     kept = [] if params["purge_routes"] else before.get("routes", [])
     description = params["description"]
     authorizer = before.get("connect_authorizer")
@@ -330,43 +243,6 @@ def wanted_summary(before, params, uri):
     }
 
 
-def ensure_api(gateway, api, params, partition):
-    wanted = {"RouteSelectionExpression": params["route_selection_expression"]}
-    if params["description"] is not None:
-        wanted["Description"] = params["description"]
-    if api is None:
-        tags = {} if params["tags"] is None else {"Tags": params["tags"]}
-        return gateway.write(
-            "create_api", Name=params["name"], ProtocolType="WEBSOCKET", **wanted, **tags
-        )
-    stale = {key: value for key, value in wanted.items() if (api.get(key) or "") != value}
-    if stale:
-        gateway.write("update_api", ApiId=api["ApiId"], **stale)
-    if params["tags"] is not None:
-        ensure_tags(gateway, api, partition, params["tags"], params["purge_tags"])
-    return api
-
-
-def ensure_tags(gateway, api, partition, tags, purge):
-    arn = "arn:%s:apigateway:%s::/apis/%s" % (partition, gateway.module.region, api["ApiId"])
-    to_set, to_unset = compare_aws_tags(api.get("Tags") or {}, tags, purge)
-    if to_set:
-        gateway.write("tag_resource", ResourceArn=arn, Tags=to_set)
-    if to_unset:
-        gateway.write("untag_resource", ResourceArn=arn, TagKeys=to_unset)
-
-
-def ensure_integration(gateway, api_id, current, uri):
-    # A Lambda proxy integration is always invoked with POST, whatever the client sent.
-    wanted = {"IntegrationType": "AWS_PROXY", "IntegrationMethod": "POST", "IntegrationUri": uri}
-    if current is None:
-        return gateway.write("create_integration", ApiId=api_id, **wanted).get("IntegrationId")
-    integration_id = current["IntegrationId"]
-    if any(current.get(key) != value for key, value in wanted.items()):
-        gateway.write("update_integration", ApiId=api_id, IntegrationId=integration_id, **wanted)
-    return integration_id
-
-
 def wanted_authorizer(spec, uri):
     """The authorizer spec asks for, in the form GetAuthorizers answers with."""
     return {
@@ -378,13 +254,7 @@ def wanted_authorizer(spec, uri):
 
 
 def ensure_authorizer(gateway, api_id, current, spec, uri):
-    wanted = wanted_authorizer(spec, uri)
-    if current is None:
-        return gateway.write("create_authorizer", ApiId=api_id, **wanted).get("AuthorizerId")
-    authorizer_id = current["AuthorizerId"]
-    if any(current.get(key) != value for key, value in wanted.items()):
-        gateway.write("update_authorizer", ApiId=api_id, AuthorizerId=authorizer_id, **wanted)
-    return authorizer_id
+    return ensure_part(gateway, api_id, "authorizer", current, wanted_authorizer(spec, uri))
 
 
 def ensure_routes(gateway, api_id, routes, params, target, *, authorizer_id):
@@ -430,23 +300,15 @@ def websocket_url(endpoint, stage):
 
 def ensure_present(module, gateway):
     params = module.params
-    match = LAMBDA_ARN.match(params["lambda_arn"])
-    if not match:
-        module.fail_json(
-            msg="lambda_arn %s is not an unqualified Lambda function ARN; pass "
-            "arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME without a version or alias suffix"
-            % params["lambda_arn"]
-        )
-    partition = match.group(1)
-    uri = "arn:%s:apigateway:%s:lambda:path/2015-03-31/functions/%s/invocations"
-    uri %= (partition, module.region, params["lambda_arn"])
-    api = find_api(gateway, params["name"])
-    integrations, routes, stages, authorizers = read_parts(gateway, api and api["ApiId"])
+    partition, uri = lambda_invocation(module, params["lambda_arn"])
+    api = find_api(gateway, params["name"], "WEBSOCKET")
+    integrations, routes, stages, authorizers = read_parts(gateway, api and api["ApiId"], PARTS)
     integration = pick_integration(integrations, uri)
     stage = pick_stage(stages, params["stage"])
     before = summarize(api, integration, routes, stage, authorizers)
 
-    api = ensure_api(gateway, api, params, partition)
+    wanted = {"RouteSelectionExpression": params["route_selection_expression"]}
+    api = ensure_api(gateway, api, params, partition, protocol_type="WEBSOCKET", wanted=wanted)
     api_id = api.get("ApiId")
     integration_id = ensure_integration(gateway, api_id, integration, uri)
     target = "integrations/%s" % integration_id
@@ -476,10 +338,11 @@ def ensure_present(module, gateway):
 
 
 def ensure_absent(module, gateway):
-    api = find_api(gateway, module.params["name"])
+    api = find_api(gateway, module.params["name"], "WEBSOCKET")
     result = {"changed": api is not None, "api_id": api and api["ApiId"]}
     if module._diff:
-        integrations, routes, stages, authorizers = read_parts(gateway, api and api["ApiId"])
+        parts = read_parts(gateway, api and api["ApiId"], PARTS)
+        integrations, routes, stages, authorizers = parts
         stage = pick_stage(stages, module.params["stage"])
         before = summarize(api, pick_integration(integrations, None), routes, stage, authorizers)
         result["diff"] = {"before": before, "after": {}}
