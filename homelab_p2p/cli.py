@@ -20,6 +20,7 @@ from homelab_p2p.credential_cli import ttl_argument as _ttl
 from homelab_p2p.doctor import guide, report
 from homelab_p2p.doctor.checks import Doctor
 from homelab_p2p.echo import echo
+from homelab_p2p.status import add_status_parser
 from p2p_protocol.tokens import (
     ROLES,
     SecretError,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_fetch_parser,
         _add_echo_parser,
         _add_doctor_parser,
+        add_status_parser,
         _add_guide_parser,
     ):
         add(subcommands)

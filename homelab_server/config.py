@@ -65,6 +65,8 @@ class DaemonConfig:
     max_connection_age: float = 6600.0
     log_level: str = "INFO"
     data_path: DataPathOptions = field(default_factory=DataPathOptions)
+    status_socket: Path | None = None
+    """Where ``homelab-p2p status`` reads the daemon's state; None: nowhere."""
     source: str = "config.yml"
 
     def read_token(self) -> str:
@@ -150,6 +152,7 @@ KNOWN_KEYS = [
     "log_level",
     "data_path",
     "ack_policy",
+    "status_socket",
 ]
 
 
@@ -302,6 +305,7 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
         max_connection_age=reader.number("max_connection_age", 6600.0, 10, 7140),
         log_level=log_level,
         data_path=_data_path(reader),
+        status_socket=_path(reader, "status_socket"),
         source=source,
     )
     reader.reject_unknown(KNOWN_KEYS)

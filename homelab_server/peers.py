@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +43,9 @@ from p2p_webrtc import (
     IcePolicy,
     PortRangeExhausted,
     new_peer_connection,
+    round_trip,
     selected_pair,
+    traffic,
     watch_peer,
 )
 from p2p_webrtc.channels import refuse
@@ -83,6 +85,8 @@ class Peer:
         self.tasks = OwnedTasks(log, f"Serving a channel of {client_id}")
         self.offered_at = time.monotonic()
         self.connected = False
+        self.pair: str | None = None
+        """host, srflx or relay once connected (p2p_webrtc.selected_pair)."""
         self.channels = 0
         self.channels_refused = 0
         self.candidates = 0
@@ -176,10 +180,36 @@ class PeerManager:
         self._inbox = ClientInbox(self._handle)
         self._offer_rates: OrderedDict[str, OfferRate] = OrderedDict()
         self._tasks = OwnedTasks(log, "Closing a peer")
+        self.offers_refused: Counter[str] = Counter()
+        """Offers refused since the daemon started, by the code the client was sent."""
 
     @property
     def count(self) -> int:
         return len(self._peers)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each peer as ``homelab-p2p status`` shows it (docs/operations.md)."""
+        now = time.monotonic()
+        described = []
+        for peer in self._peers.values():
+            sent, received = traffic(peer.pc)
+            rtt = round_trip(peer.pc)
+            described.append(
+                {
+                    "client": peer.credential.name,
+                    "credential": peer.credential.id,
+                    "signaling_id": peer.client_id,
+                    "state": "connected" if peer.connected else "connecting",
+                    "pair": peer.pair,
+                    "age_seconds": round(now - peer.offered_at, 1),
+                    "channels": peer.channels,
+                    "channels_refused": peer.channels_refused,
+                    "bytes_sent": sent,
+                    "bytes_received": received,
+                    "round_trip_ms": None if rtt is None else round(rtt * 1000, 1),
+                }
+            )
+        return described
 
     async def on_signal(self, sender: str, data: Any) -> None:
         signal = signals.parse_or_ignore(sender, data, log)
@@ -223,6 +253,10 @@ class PeerManager:
     async def _refuse(self, client: str, code: PeerRefusal, message: str) -> None:
         await self._send_signal(client, signals.error(code, message))
 
+    async def _refuse_offer(self, client: str, code: PeerRefusal, message: str) -> None:
+        self.offers_refused[code.value] += 1
+        await self._refuse(client, code, message)
+
     async def _answer(self, client: str, offer: signals.Signal) -> None:
         admitted = await self._admitted(client, offer)
         if admitted is None:
@@ -251,13 +285,15 @@ class PeerManager:
             candidates = signals.check_offer(offer.sdp)
         except signals.BadSignal as exc:
             log.warning("Refused the offer of %s: %s", client, exc)
-            await self._refuse(client, PeerRefusal.BAD_OFFER, str(exc))
+            await self._refuse_offer(client, PeerRefusal.BAD_OFFER, str(exc))
             return None
         try:
             credential = self._authorizer.check_offer(offer.identity, offer.sdp)
         except IdentityError as exc:
             log.warning("Refused the offer of %s: %s", client, exc)
-            await self._refuse(client, PeerRefusal.UNAUTHORIZED, f"the offer was refused: {exc}")
+            await self._refuse_offer(
+                client, PeerRefusal.UNAUTHORIZED, f"the offer was refused: {exc}"
+            )
             return None
         return candidates, credential
 
@@ -274,7 +310,7 @@ class PeerManager:
                 client,
                 per_minute,
             )
-        await self._refuse(
+        await self._refuse_offer(
             client,
             PeerRefusal.RATE_LIMITED,
             f"at most {per_minute} offers a minute (max_offers_per_minute)",
@@ -286,7 +322,7 @@ class PeerManager:
         log.warning(
             "Refused an offer from %s: max_peers (%d) peers are connected", client, max_peers
         )
-        await self._refuse(
+        await self._refuse_offer(
             client, PeerRefusal.BUSY, f"the homelab serves {max_peers} peers already (max_peers)"
         )
 
@@ -455,6 +491,7 @@ class PeerManager:
             pair = selected_pair(peer.pc)
             if pair is not None:
                 kind, local, remote = pair
+                peer.pair = kind
                 log.info(
                     "Peer %s: connected over %s (local %s, remote %s)",
                     peer.client_id,

@@ -73,6 +73,22 @@ class HomelabSignaling:
         self.disconnected = asyncio.Event()
         """Set while there is no registered connection (cleared again on registration)."""
         self.disconnected.set()
+        self._registered_at: float | None = None
+        self._last_problem: str | None = None
+        self._replacements = 0
+
+    def describe(self) -> dict[str, Any]:
+        """The registration as ``homelab-p2p status`` shows it."""
+        registered = not self.disconnected.is_set()
+        since = self._registered_at if registered else None
+        return {
+            "url": self._config.signaling_url,
+            "registered": registered,
+            "connection_id": self.connection_id,
+            "registered_seconds": None if since is None else round(self._clock() - since, 1),
+            "replacements": self._replacements,
+            "last_problem": self._last_problem,
+        }
 
     @property
     def connection_id(self) -> str | None:
@@ -175,8 +191,10 @@ class HomelabSignaling:
                     self._use(conn)
                     self.registered.set()
                     self.disconnected.clear()
+                    self._registered_at, self._last_problem = self._clock(), None
                 case Replaced(new, old, grace):
                     self._use(new)
+                    self._replacements += 1
                     log.info(
                         "Signaling: now on connection %s; closing %s in %g s",
                         self._links[new].connection_id,
@@ -192,6 +210,7 @@ class HomelabSignaling:
                 case Disconnected(conn):
                     await self._disconnected(self._links.pop(conn))
                 case Backoff(delay, reason):
+                    self._last_problem = reason
                     log.warning("Signaling: %s; retrying in %.1f s", reason, delay)
                     notify(STATUS=f"Not registered: {reason}"[:400])
                 case ReplacementFailed(conn, retry, reason):

@@ -70,6 +70,24 @@ def selected_pair(pc: RTCPeerConnection) -> tuple[str, str, str] | None:
     return kind, local, remote
 
 
+def traffic(pc: RTCPeerConnection) -> tuple[int, int]:
+    """(bytes sent, bytes received) by the connection's DTLS transport: every channel's data
+    with its SCTP and DTLS overhead (aiortc's own counters; the fast path keeps them too)."""
+    sctp = pc.sctp
+    if sctp is None:
+        return 0, 0
+    report = sctp.transport._get_stats()
+    sent = sum(getattr(stats, "bytesSent", 0) or 0 for stats in report.values())
+    received = sum(getattr(stats, "bytesReceived", 0) or 0 for stats in report.values())
+    return sent, received
+
+
+def round_trip(pc: RTCPeerConnection) -> float | None:
+    """SCTP's smoothed round trip in seconds (RFC 9260's SRTT); None before a measurement."""
+    srtt = getattr(pc.sctp, "_srtt", None)
+    return float(srtt) if isinstance(srtt, int | float) else None
+
+
 def receive_window(channel: Any) -> FlowControlledSctpTransport | None:
     """The flow-controlled SCTP transport under a data channel (None before install)."""
     transport = getattr(channel, "transport", None)
