@@ -26,6 +26,7 @@ from p2p_runtime.identity import expiry_text
 from p2p_runtime.logs import configure_logging
 from p2p_runtime.sdnotify import notify
 from p2p_runtime.stop import stop_on_signal
+from p2p_runtime.watchdog import keep_watchdog, watchdog_interval
 from p2p_webrtc import IcePolicy, install
 
 log = logging.getLogger("homelab_server")
@@ -114,12 +115,19 @@ async def run(config: DaemonConfig) -> int:
     signaling_task = asyncio.create_task(signaling.run(), name="signaling")
     stopping = asyncio.create_task(stop.wait())
     checking = asyncio.create_task(recheck_credentials(peers), name="credentials")
+    background = [stopping, signaling_task, checking]
+    interval = watchdog_interval()
+    if interval is not None:
+        background.append(asyncio.create_task(keep_watchdog(interval, signaling.health)))
+    # Ready once set up: registering may take long (signaling down at boot) and is retried.
+    notify(READY="1")
     await asyncio.wait({signaling_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
 
     log.info("Shutting down: closing %d peers", peers.count)
-    for task in (stopping, signaling_task, checking):
+    notify(STOPPING="1")
+    for task in background:
         task.cancel()
-    await asyncio.gather(signaling_task, stopping, checking, return_exceptions=True)
+    await asyncio.gather(*background, return_exceptions=True)
     await peers.close_all()
     await router.close()
     if status is not None:

@@ -46,6 +46,10 @@ __all__ = ["HomelabSignaling", "backoff_delay"]
 log = logging.getLogger("homelab_server.signaling")
 
 
+STUCK_AFTER = 60.0
+"""Seconds past its next deadline (a ping, a rotation, a retry) a session counts as hung."""
+
+
 class HomelabSignaling:
     """Keeps the homelab registered under its name, whatever happens to the connection."""
 
@@ -76,6 +80,14 @@ class HomelabSignaling:
         self._registered_at: float | None = None
         self._last_problem: str | None = None
         self._replacements = 0
+
+    def health(self) -> str | None:
+        """None while the session keeps to its schedule; else how late it is (a hang)."""
+        deadline = self._session.next_deadline()
+        late = None if deadline is None else self._clock() - deadline
+        if late is not None and late > STUCK_AFTER:
+            return f"the signaling session is {late:.0f} s late on its next step"
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The registration as ``homelab-p2p status`` shows it."""

@@ -21,6 +21,7 @@ from p2p_runtime.logs import configure_logging
 from p2p_runtime.revocation import RevocationList
 from p2p_runtime.sdnotify import notify
 from p2p_runtime.stop import stop_on_signal
+from p2p_runtime.watchdog import keep_watchdog, watchdog_interval
 from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
 from signaling_gateway.sigv4 import new_secret as new_management_secret
 from signaling_lambda.app import SignalingApp
@@ -299,8 +300,16 @@ async def serve(
             gateway.apps_port,
             gateway.port,
         )
+    interval = watchdog_interval()
+    # The gateway's health is its event loop answering: the pings stop when it blocks.
+    watching = asyncio.create_task(keep_watchdog(interval, lambda: None)) if interval else None
+    notify(READY="1")
     await stop.wait()
     log.info("Shutting down: closing %d connections", gateway.open_connections)
+    notify(STOPPING="1")
+    if watching is not None:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
     await gateway.close()
     log.info("Stopped")
     return 0
