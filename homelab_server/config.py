@@ -65,6 +65,8 @@ class DaemonConfig:
     max_connection_age: float = 6600.0
     log_level: str = "INFO"
     data_path: DataPathOptions = field(default_factory=DataPathOptions)
+    metrics_address: tuple[str, int] | None = None
+    """(host, port) of the Prometheus metrics; None: not served."""
     status_socket: Path | None = None
     """Where ``homelab-p2p status`` reads the daemon's state; None: nowhere."""
     source: str = "config.yml"
@@ -153,6 +155,7 @@ KNOWN_KEYS = [
     "data_path",
     "ack_policy",
     "status_socket",
+    "metrics_address",
 ]
 
 
@@ -199,6 +202,18 @@ def _port_range(reader: _Reader) -> tuple[int, int] | None:
             f"must be [LOW, HIGH] with 1024 <= LOW <= HIGH <= 65535, not {value!r}",
         )
     return value[0], value[1]
+
+
+def _metrics_address(reader: _Reader) -> tuple[str, int] | None:
+    value = reader.take("metrics_address", None)
+    if value is None:
+        return None
+    host, _, port = str(value).rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise reader.fail(
+            "metrics_address", f"must be HOST:PORT such as 127.0.0.1:9808, not {value!r}"
+        )
+    return host.strip("[]"), int(port)
 
 
 def _data_path(reader: _Reader) -> DataPathOptions:
@@ -306,6 +321,7 @@ def parse_config(data: Any, source: str = "config.yml") -> DaemonConfig:
         log_level=log_level,
         data_path=_data_path(reader),
         status_socket=_path(reader, "status_socket"),
+        metrics_address=_metrics_address(reader),
         source=source,
     )
     reader.reject_unknown(KNOWN_KEYS)

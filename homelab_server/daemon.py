@@ -9,18 +9,16 @@ configuration is one sentence naming the key and exit status 2.
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from homelab_server.authorize import PeerAuthorizer
 from homelab_server.config import DaemonConfig, load_config
+from homelab_server.observing import EndpointError, Observing
 from homelab_server.peers import PeerLimits, PeerManager
 from homelab_server.services import ServiceRouter
 from homelab_server.signaling import HomelabSignaling
-from homelab_server.status import SCHEMA, StatusSocket
 from p2p_runtime.configfile import ConfigError
 from p2p_runtime.identity import expiry_text
 from p2p_runtime.logs import configure_logging
@@ -84,32 +82,13 @@ async def run(config: DaemonConfig) -> int:
         else "none (revocation_file not set)",
     )
 
-    started = time.monotonic()
-
-    def snapshot() -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "name": config.name,
-            "pid": os.getpid(),
-            "uptime_seconds": round(time.monotonic() - started, 1),
-            "signaling": signaling.describe(),
-            "services": sorted(config.services),
-            "max_peers": config.max_peers,
-            "peers": peers.describe(),
-            "offers_refused": dict(peers.offers_refused),
-        }
-
-    status = StatusSocket(config.status_socket, snapshot) if config.status_socket else None
-    if status is not None:
-        try:
-            await status.start()
-        except OSError as exc:
-            log.error(
-                "status_socket: cannot listen on %s (%s); fix its directory or leave the key out",
-                config.status_socket,
-                exc.strerror or exc,
-            )
-            return 2
+    observing = Observing(config, peers, signaling)
+    try:
+        await observing.start()
+    except EndpointError as exc:
+        log.error("%s", exc)
+        await observing.close()
+        return 2
 
     stop = stop_on_signal()
     signaling_task = asyncio.create_task(signaling.run(), name="signaling")
@@ -130,8 +109,7 @@ async def run(config: DaemonConfig) -> int:
     await asyncio.gather(*background, return_exceptions=True)
     await peers.close_all()
     await router.close()
-    if status is not None:
-        await status.close()
+    await observing.close()
     log.info("Stopped")
     return 0
 

@@ -31,6 +31,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from homelab_server import metrics
 from homelab_server.authorize import PeerAuthorizer
 from homelab_server.services import ServiceRouter
 from p2p_protocol import signals
@@ -255,6 +256,7 @@ class PeerManager:
 
     async def _refuse_offer(self, client: str, code: PeerRefusal, message: str) -> None:
         self.offers_refused[code.value] += 1
+        metrics.OFFERS_REFUSED.labels(code.value).inc()
         await self._refuse(client, code, message)
 
     async def _answer(self, client: str, offer: signals.Signal) -> None:
@@ -394,6 +396,7 @@ class PeerManager:
         if self._peers.get(peer.client_id) is not peer or peer.connected:
             return
         timeout = self.limits.connect_timeout
+        metrics.PEERS_FAILED.labels("timeout").inc()
         self._tasks.spawn(
             self._fail(
                 peer,
@@ -463,6 +466,7 @@ class PeerManager:
             credential.describe(),
             credential.scope(),
         )
+        metrics.CHANNELS_REFUSED.labels(ChannelRefusal.FORBIDDEN.value).inc()
         refuse(channel, ChannelRefusal.FORBIDDEN, why, at_open=True)
 
     def _refuse_channel(self, peer: Peer, channel: RTCDataChannel) -> None:
@@ -475,6 +479,7 @@ class PeerManager:
                 peer.client_id,
                 limit,
             )
+        metrics.CHANNELS_REFUSED.labels(ChannelRefusal.TOO_MANY_CHANNELS.value).inc()
         refuse(
             channel,
             ChannelRefusal.TOO_MANY_CHANNELS,
@@ -492,6 +497,7 @@ class PeerManager:
             if pair is not None:
                 kind, local, remote = pair
                 peer.pair = kind
+                metrics.PEERS_CONNECTED.labels(kind).inc()
                 log.info(
                     "Peer %s: connected over %s (local %s, remote %s)",
                     peer.client_id,
@@ -502,6 +508,9 @@ class PeerManager:
             else:
                 log.info("Peer %s: connected", peer.client_id)
         elif state in ("failed", "closed") and self._peers.get(peer.client_id) is peer:
+            if state == "failed":
+                ice_failed = peer.pc.iceConnectionState == "failed"
+                metrics.PEERS_FAILED.labels("ice" if ice_failed else "dtls").inc()
             self._tasks.spawn(self.drop(peer.client_id, f"its connection {state}"))
 
     # --- closing -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ import aiohttp
 import yarl
 from aiortc import RTCDataChannel
 
+from homelab_server import metrics
 from homelab_server.config import Service
 from homelab_server.wstunnel import tunnel_websocket
 from p2p_protocol.errors import ChannelRefusal
@@ -75,6 +76,7 @@ class ServiceRouter:
                 peer,
                 self.offered(),
             )
+            metrics.CHANNELS_REFUSED.labels(ChannelRefusal.UNKNOWN_SERVICE.value).inc()
             refuse(
                 channel,
                 ChannelRefusal.UNKNOWN_SERVICE,
@@ -83,6 +85,7 @@ class ServiceRouter:
             )
             return None
         log.info("Peer %s opened %r -> %s", peer, label, service.url)
+        metrics.CHANNELS_OPENED.labels(label).inc()
         if service.scheme == "tcp":
             return self._serve_tcp(ChannelBridge(channel), channel, service, peer)
         return HttpExchange(channel, service, self._session(), peer).run()
@@ -102,6 +105,7 @@ class ServiceRouter:
                 peer,
                 reason,
             )
+            metrics.CHANNELS_REFUSED.labels(ChannelRefusal.SERVICE_UNAVAILABLE.value).inc()
             refuse(
                 channel,
                 ChannelRefusal.SERVICE_UNAVAILABLE,
@@ -130,6 +134,8 @@ class ServiceRouter:
 
 
 def _log_bridge_end(peer: str, service: Service, bridge: ChannelBridge) -> None:
+    metrics.SERVICE_BYTES.labels(service.label, "in").inc(bridge.bytes_to_stream)
+    metrics.SERVICE_BYTES.labels(service.label, "out").inc(bridge.bytes_to_channel)
     if bridge.overflow:
         log.warning(
             "Peer %s: closed %r: the homelab's end %s; the peer ignores flow control",
@@ -208,6 +214,7 @@ class HttpExchange:
             log.warning(
                 "Service %r (%s) failed a request: %s", self._service.label, self._service.url, exc
             )
+            metrics.CHANNELS_REFUSED.labels(ChannelRefusal.SERVICE_UNAVAILABLE.value).inc()
             refuse(
                 channel,
                 ChannelRefusal.SERVICE_UNAVAILABLE,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from homelab_server import metrics
 from homelab_server.config import DaemonConfig
 from p2p_protocol.session import (
     Backoff,
@@ -204,9 +205,11 @@ class HomelabSignaling:
                     self.registered.set()
                     self.disconnected.clear()
                     self._registered_at, self._last_problem = self._clock(), None
+                    metrics.REGISTRATIONS.inc()
                 case Replaced(new, old, grace):
                     self._use(new)
                     self._replacements += 1
+                    metrics.ROTATIONS.inc()
                     log.info(
                         "Signaling: now on connection %s; closing %s in %g s",
                         self._links[new].connection_id,
@@ -223,6 +226,7 @@ class HomelabSignaling:
                     await self._disconnected(self._links.pop(conn))
                 case Backoff(delay, reason):
                     self._last_problem = reason
+                    metrics.SIGNALING_RETRIES.inc()
                     log.warning("Signaling: %s; retrying in %.1f s", reason, delay)
                     notify(STATUS=f"Not registered: {reason}"[:400])
                 case ReplacementFailed(conn, retry, reason):

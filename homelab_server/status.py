@@ -56,9 +56,10 @@ class StatusSocket:
         log.info("Status: %s (homelab-p2p status --socket %s)", self._path, self._path)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._server is None:
+            return  # never bound: whatever is at the path is not ours
+        self._server.close()
+        await self._server.wait_closed()
         await self._readers.cancel()
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()

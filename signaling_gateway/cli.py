@@ -12,16 +12,19 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
+from prometheus_client import REGISTRY
 
 from p2p_protocol.identity import IdentityError
 from p2p_protocol.names import LOG_LEVELS
 from p2p_protocol.tokens import SecretError
 from p2p_runtime.credentials import load_secret_file
 from p2p_runtime.logs import configure_logging
+from p2p_runtime.metrics_http import MetricsEndpoint
 from p2p_runtime.revocation import RevocationList
 from p2p_runtime.sdnotify import notify
 from p2p_runtime.stop import stop_on_signal
 from p2p_runtime.watchdog import keep_watchdog, watchdog_interval
+from signaling_gateway.metrics import GatewayCollector
 from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
 from signaling_gateway.sigv4 import new_secret as new_management_secret
 from signaling_lambda.app import SignalingApp
@@ -58,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -70,6 +80,13 @@ def _add_listen_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--stage", default="prod", help="stage, the URL path (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--metrics-address",
+        type=_host_port,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: not served)",
     )
     parser.add_argument(
         "--management-port",
@@ -254,7 +271,10 @@ def load_management_secret(path: Path) -> str:
 
 
 async def serve(
-    config: GatewayConfig, settings: Settings, revocations: RevocationList | None = None
+    config: GatewayConfig,
+    settings: Settings,
+    revocations: RevocationList | None = None,
+    metrics_address: tuple[str, int] | None = None,
 ) -> int:
     # The handler signs its management API calls as it does on AWS, with the secret the
     # management API checks (sigv4.py): no other local user can call that API.
@@ -285,6 +305,20 @@ async def serve(
             file=sys.stderr,
         )
         return 1
+    endpoint = None
+    if metrics_address is not None:
+        REGISTRY.register(GatewayCollector(lambda: gateway.open_connections))
+        endpoint = MetricsEndpoint()
+        try:
+            await endpoint.start(*metrics_address)
+        except OSError as exc:
+            await gateway.close()
+            print(
+                f"{PROG}: cannot serve metrics on {metrics_address[0]}:{metrics_address[1]}: "
+                f"{exc.strerror or exc}; choose another --metrics-address.",
+                file=sys.stderr,
+            )
+            return 1
     stop = stop_on_signal()
     print(f"Serving {gateway.url}", flush=True)
     notify(STATUS=f"Serving {gateway.url}")
@@ -311,6 +345,8 @@ async def serve(
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)
     await gateway.close()
+    if endpoint is not None:
+        await endpoint.close()
     log.info("Stopped")
     return 0
 
@@ -375,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_open_file_limit()
     config = _gateway_config(args, management_secret)
-    return asyncio.run(serve(config, settings, revocations))
+    return asyncio.run(serve(config, settings, revocations, args.metrics_address))
 
 
 if __name__ == "__main__":

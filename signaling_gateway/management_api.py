@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from p2p_protocol.messages import encode
+from signaling_gateway import metrics
 from signaling_gateway.connections import ConnectionTable, LiveConnection
 from signaling_gateway.sigv4 import SignatureError, verify
 from signaling_gateway.writer import ConnectionWriter
@@ -155,6 +156,7 @@ class ManagementApi:
         data = await request.read()
         if not await self._writer.send(connection, data, text=_is_utf8(data)):
             return _gone(connection.connection_id)
+        metrics.count_delivered(data)
         return web.Response(status=200)
 
     async def _get(self, request: web.Request) -> web.Response:

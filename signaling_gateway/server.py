@@ -38,6 +38,7 @@ from p2p_protocol.messages import (
     select_route,
 )
 from p2p_runtime.ratelimit import TokenBucket
+from signaling_gateway import metrics
 from signaling_gateway.apps_origin import AppsOrigin, origin, request_hostname
 from signaling_gateway.caps import CapReached, ConnectionCaps, CountedConnection
 from signaling_gateway.connections import ConnectionTable, LiveConnection
@@ -337,12 +338,17 @@ class Gateway:
             pass
 
     async def _on_message(self, live: LiveConnection, message: str | bytes) -> None:
+        arrived = time.monotonic()
         if isinstance(message, bytes):
+            route = "binary"
             event = self._events.binary_message(live.caller, base64.b64encode(message).decode())
         else:
-            event = self._events.message(live.caller, select_route(message), message)
+            route = select_route(message)
+            event = self._events.message(live.caller, route, message)
+        metrics.MESSAGES.labels(route).inc()
         async with self._shares.slot(live.share):
             answer = await self._invoke(event)
+        metrics.HANDLING.labels(route).observe(time.monotonic() - arrived)
         if answer is None:
             # What API Gateway tells a client when its function fails.
             reply = internal_error_reply(live.connection_id, event["requestContext"]["requestId"])

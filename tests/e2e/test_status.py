@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from lab.bridge import EchoService, client_args, echo_round_trip
 from lab.netns import Namespace, venv_bin
 from lab.waiting import eventually
@@ -91,3 +93,54 @@ async def test_status_shows_the_registration_each_peer_and_the_refusals(lan: Lan
     gone = await status(lan.homelab, socket)
     assert gone.returncode == 2
     assert gone.stderr.startswith(f"homelab-p2p: no daemon answers at {socket}: ")
+
+
+class Metrics:
+    """The daemon's metrics as Prometheus reads them."""
+
+    def __init__(self, text: str) -> None:
+        self._values = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return self._values[name, tuple(sorted(labels.items()))]
+
+
+async def scrape(homelab: Namespace, port: int) -> Metrics:
+    url = f"http://127.0.0.1:{port}/metrics"
+    fetch = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=10).read().decode())"
+    answer = await asyncio.to_thread(homelab.run, venv_bin("python"), "-c", fetch)
+    return Metrics(answer.stdout)
+
+
+async def test_metrics_move_with_a_connection_its_bytes_and_a_refusal(lan: LanLab) -> None:
+    async with EchoService(lan.homelab, ECHO_PORT):
+        daemon = await lan.start_daemon(
+            {"echo7": f"tcp://127.0.0.1:{ECHO_PORT}"}, metrics_address="127.0.0.1:9808", max_peers=1
+        )
+        await daemon.logged(r"Metrics: http://127.0.0.1:9808/metrics")
+        idle = await scrape(lan.homelab, 9808)
+        assert idle("homelab_p2p_signaling_registered") == 1
+        assert idle("homelab_p2p_signaling_registrations_total") == 1
+        assert idle("homelab_p2p_data_path", path="fast", ack_policy="rfc") == 1
+        assert idle("homelab_p2p_peers", pair="host") == 0
+
+        forward, port = await lan.start_forward("echo7")
+        assert await echo_round_trip(lan.client, port, 300_000)
+        argv = [venv_bin("homelab-p2p"), "pipe", "echo7", *client_args(lan.signaling_url)]
+        await asyncio.to_thread(lan.client.run, *argv, check=False)  # refused: busy
+        await daemon.logged(r"closed 'echo7' \(300000 bytes in, 300000 bytes out\)")
+
+        busy = await scrape(lan.homelab, 9808)
+        assert busy("homelab_p2p_peers", pair="host") == 1
+        assert busy("homelab_p2p_peers_connected_total", pair="host") == 1
+        assert busy("homelab_p2p_channels_opened_total", service="echo7") == 1
+        for direction in ("in", "out"):
+            moved = busy("homelab_p2p_service_bytes_total", service="echo7", direction=direction)
+            assert moved == 300_000
+        assert busy("homelab_p2p_offers_refused_total", reason="busy") == 1
+        forward.stop()
+        assert daemon.stop() == 0
