@@ -30,9 +30,10 @@ CHANNELS_OPENED = Counter(
     "homelab_p2p_channels_opened", "Data channels opened to a service", ["service"]
 )
 CHANNELS_REFUSED = Counter(
-    "homelab_p2p_channels_refused", "Data channels refused, by the code the client was sent",
+    "homelab_p2p_channels_refused",
+    "Data channels refused, by the code the client was sent",
     ["reason"],
-)  # fmt: skip
+)
 SERVICE_BYTES = Counter(
     "homelab_p2p_service_bytes",
     "Bytes between peers and a service, counted as each channel ends (in: to the service)",
