@@ -29,6 +29,7 @@ from p2p_protocol.tokens import (
     issue_token,
     verify_token,
 )
+from p2p_runtime.addresses import split_host_port
 from p2p_runtime.configfile import ConfigError
 from p2p_runtime.credentials import load_secret_from
 from p2p_runtime.logs import configure_logging
@@ -252,10 +253,10 @@ def commands_parser(subcommands: Subcommands, name: str, help_text: str) -> argp
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    address = split_host_port(text, lowest_port=0)
+    if address is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    return address
 
 
 def _client_command(

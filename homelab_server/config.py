@@ -21,6 +21,7 @@ from p2p_protocol.names import (
     is_valid_label,
     is_valid_name,
 )
+from p2p_runtime.addresses import split_host_port
 from p2p_runtime.configfile import ConfigError, read_yaml
 from p2p_runtime.credentials import TokenFileError, read_token_file
 from p2p_runtime.identity import Credential, load_credential, verify_certificate
@@ -208,12 +209,12 @@ def _metrics_address(reader: _Reader) -> tuple[str, int] | None:
     value = reader.take("metrics_address", None)
     if value is None:
         return None
-    host, _, port = str(value).rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    address = split_host_port(str(value))
+    if address is None:
         raise reader.fail(
             "metrics_address", f"must be HOST:PORT such as 127.0.0.1:9808, not {value!r}"
         )
-    return host.strip("[]"), int(port)
+    return address
 
 
 def _data_path(reader: _Reader) -> DataPathOptions:

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from p2p_protocol.identity import IdentityError
 from p2p_protocol.names import LOG_LEVELS
 from p2p_protocol.tokens import SecretError
+from p2p_runtime.addresses import split_host_port
 from p2p_runtime.credentials import load_secret_file
 from p2p_runtime.logs import configure_logging
 from p2p_runtime.metrics_http import MetricsEndpoint
@@ -62,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    address = split_host_port(text, lowest_port=1)
+    if address is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    return address
 
 
 def _add_listen_options(parser: argparse.ArgumentParser) -> None:
