@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import secrets
 import sys
@@ -12,14 +13,17 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from homelab_p2p import commands
+from homelab_p2p import agentwire, commands
+from homelab_p2p.agentcli import add_agent_parser
+from homelab_p2p.agentstart import start_agent
 from homelab_p2p.client import ClientOptions
-from homelab_p2p.clientconfig import add_connection_options, client_options
+from homelab_p2p.clientconfig import add_connection_options, agent_settings, client_options
 from homelab_p2p.credential_cli import add_credential_parsers
 from homelab_p2p.credential_cli import ttl_argument as _ttl
 from homelab_p2p.doctor import guide, report
 from homelab_p2p.doctor.checks import Doctor
 from homelab_p2p.echo import echo
+from homelab_p2p.fetchrequest import FetchRequestError, fetch_request
 from homelab_p2p.status import add_status_parser
 from p2p_protocol.tokens import (
     ROLES,
@@ -35,6 +39,7 @@ from p2p_runtime.credentials import load_secret_from
 from p2p_runtime.logs import configure_logging
 
 PROG = "homelab-p2p"
+log = logging.getLogger("homelab_p2p.client")
 NEW_SECRET_BYTES = 32
 
 
@@ -56,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_echo_parser,
         _add_doctor_parser,
         add_status_parser,
+        add_agent_parser,
         _add_guide_parser,
     ):
         add(subcommands)
@@ -263,22 +269,53 @@ def _client_command(
     args: argparse.Namespace,
     run: Callable[[ClientOptions], Coroutine[Any, Any, int]],
     reaches_homelab: bool = True,
+    agent: str = "",
 ) -> int:
-    """``run`` with the options; one that only talks to signaling needs no credential."""
+    """``run`` with the options; one that only talks to signaling needs no credential.
+
+    ``agent``: "command" hands the whole command to the client agent when it may (started
+    now if none runs), "connections" only makes sure one runs (``forward`` hands it each
+    connection); ``args.agent_runs`` says whether one does."""
     configure_logging(("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)])
     try:
         options = client_options(args, needs_credential=reaches_homelab)
+        settings = agent_settings(args)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    args.agent_runs = False
+    if agent and settings.enabled and agentwire.agent_allowed(args.argv):
+        args.agent_runs = _agent_runs(settings.idle_timeout)
+        if agent == "command" and args.agent_runs:
+            from homelab_p2p.launcher import through_running_agent  # noqa: PLC0415 (a cycle)
+
+            status = through_running_agent(args.argv)
+            if status is not None:
+                return status
     return asyncio.run(run(options))
+
+
+def _agent_runs(idle_timeout: float) -> bool:
+    """Whether a client agent runs, started now if none did."""
+    path = agentwire.socket_path()
+    running = agentwire.connect(path)
+    if running is not None:
+        running.close()
+        return True
+    problem = start_agent(path, idle_timeout)
+    if problem is not None:
+        log.warning("The client agent at %s did not start: %s; going without it", path, problem)
+    return problem is None
 
 
 def _forward(args: argparse.Namespace) -> int:
     host, port = args.listen
-    return _client_command(
-        args, lambda options: commands.forward(options, args.service, host, port)
-    )
+
+    def run(options: ClientOptions) -> Coroutine[Any, Any, int]:
+        through = args.argv if args.agent_runs else None
+        return commands.forward(options, args.service, host, port, through)
+
+    return _client_command(args, run, agent="connections")
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -289,27 +326,14 @@ def _header(text: str) -> tuple[str, str]:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    if not args.path.startswith("/"):
-        print(f"{PROG}: the path must start with '/', not {args.path!r}", file=sys.stderr)
-        return 2
     try:
-        body = args.data_file.read_bytes() if args.data_file else (args.data or "").encode()
-    except OSError as exc:
-        print(f"{PROG}: cannot read {args.data_file}: {exc.strerror}", file=sys.stderr)
+        request = fetch_request(args)
+    except FetchRequestError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    headers = list(args.header)
-    if body and not any(name.lower() == "content-length" for name, _ in headers):
-        headers.append(("Content-Length", str(len(body))))
-    request = commands.FetchRequest(
-        method=args.method or ("POST" if body else "GET"),
-        path=args.path,
-        headers=headers,
-        body=body,
-        output=args.output,
-        include=args.include,
-        fail=args.fail,
+    return _client_command(
+        args, lambda options: commands.fetch(options, args.service, request), agent="command"
     )
-    return _client_command(args, lambda options: commands.fetch(options, args.service, request))
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -355,7 +379,9 @@ def _echo(args: argparse.Namespace) -> int:
 
 
 def _pipe(args: argparse.Namespace) -> int:
-    return _client_command(args, lambda options: commands.pipe(options, args.service))
+    return _client_command(
+        args, lambda options: commands.pipe(options, args.service), agent="command"
+    )
 
 
 def _issue(args: argparse.Namespace) -> int:
@@ -409,6 +435,7 @@ def _new_secret(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv  # what the client agent is handed
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

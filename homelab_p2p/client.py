@@ -6,6 +6,12 @@ negotiates: it connects to signaling, offers, waits for the answer, then for ICE
 and an ``echo`` probe channel, each step within the timeout; a failure says which step
 failed and what to do. A later call after the peer connection failed or closed
 negotiates again.
+
+Falling forward: while the connection is relayed through TURN, the client tries a direct
+one in the background, one attempt at a time and ``fall_forward`` seconds apart (a peer
+connection without TURN servers, the homelab's relayed candidates left out of its answer).
+Once one connects, new channels open on it; the relayed connection closes when its last
+channel ends. The homelab needs nothing for this: each negotiation is a peer of its own there.
 """
 
 import asyncio
@@ -25,7 +31,8 @@ from p2p_protocol.identity import IdentityError
 from p2p_protocol.messages import BACKEND_UNREACHABLE_MESSAGE, ErrorCode, error_code
 from p2p_protocol.names import ECHO_LABEL
 from p2p_runtime.identity import Credential, expiry_text
-from p2p_webrtc import IcePolicy, new_peer_connection, selected_pair
+from p2p_runtime.tasks import OwnedTasks
+from p2p_webrtc import IcePolicy, new_peer_connection, selected_pair, without_relay_candidates
 from p2p_webrtc.datapath import DataPathOptions
 from signaling_client.link import Link, SignalingError
 
@@ -97,6 +104,42 @@ class ClientOptions:
     timeout: float = 20.0
     relay_only: bool = False
     data_path: DataPathOptions = field(default_factory=DataPathOptions)
+    fall_forward: float = 30.0
+    """Seconds between attempts at a direct path while relayed; 0 never tries."""
+
+
+class Negotiation:
+    """What signaling brings during one negotiation: the answer, or a refusal after it."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.answer: asyncio.Future[signals.Signal] = asyncio.get_running_loop().create_future()
+        self.refusal: signals.Signal | None = None
+        """An error signal the homelab sent after its answer (its place was taken, ...)."""
+        self.progress = asyncio.Event()
+        """Set when the connection being negotiated changes state or is refused."""
+
+    async def on_signal(self, sender: str, data: Any) -> None:
+        signal = signals.parse_or_ignore(sender, data, log)
+        if signal is None or signal.type not in ("answer", "error"):
+            return
+        if not self.answer.done():
+            self.answer.set_result(signal)
+        elif signal.type == "error":
+            self.refusal = signal
+            self.progress.set()
+
+    async def on_error(self, message: dict[str, Any]) -> None:
+        if self.answer.done():
+            return
+        code = error_code(message)
+        if code is ErrorCode.BACKEND_UNREACHABLE:
+            self.answer.set_exception(TargetNotConnected(self.target))
+        else:
+            text = message.get("message") or message.get("error")
+            self.answer.set_exception(
+                ClientError(ClientStep.SIGNALING, f"the signaling service answered: {text}", code)
+            )
 
 
 class BridgeClient:
@@ -104,12 +147,11 @@ class BridgeClient:
         self.options = options
         self.pc: RTCPeerConnection | None = None
         self._lock = asyncio.Lock()
-        self._answer: asyncio.Future[signals.Signal] | None = None
-        self._refusal: signals.Signal | None = None
-        """An error signal the homelab sent after its answer (its place was taken, ...)."""
-        self._progress = asyncio.Event()
-        """Set when the connection being negotiated changes state or is refused."""
         self._fresh: RTCPeerConnection | None = None  # negotiated for the call under way
+        self._channels: dict[RTCPeerConnection, int] = {}
+        """Open channels per connection, so a relayed one left behind closes after its last."""
+        self._draining: set[RTCPeerConnection] = set()
+        self._background = OwnedTasks(log, "Looking for a direct path")
 
     async def open_service(self, label: str, attach: Callable[[RTCDataChannel], T]) -> T:
         """``attach(channel)`` for a data channel to ``label``, returned once the channel opened.
@@ -123,6 +165,7 @@ class BridgeClient:
         reused = pc is not self._fresh
         self._fresh = None
         channel = pc.createDataChannel(label)
+        self._count_channel(pc, channel)
         attached = attach(channel)
         try:
             await self._wait_open(channel, label, REUSED_CHANNEL_TIMEOUT if reused else None)
@@ -132,7 +175,30 @@ class BridgeClient:
             log.info("The peer connection stopped answering; negotiating a new one")
             await self._discard(pc)
             return await self.open_service(label, attach)
+        pair = selected_pair(pc)
+        log.info("Channel %r opened over %s", label, pair[0] if pair else "an unknown path")
         return attached
+
+    def pair_type(self) -> str | None:
+        """host, srflx or relay: the path new channels take now (None before connecting)."""
+        pair = selected_pair(self.pc) if self.pc is not None else None
+        return pair[0] if pair else None
+
+    def _count_channel(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        self._channels[pc] = self._channels.get(pc, 0) + 1
+
+        def closed() -> None:
+            self._channels[pc] -= 1
+            if pc in self._draining and self._channels[pc] == 0:
+                self._background.spawn(self._close_drained(pc))
+
+        channel.on("close", closed)
+
+    async def _close_drained(self, pc: RTCPeerConnection) -> None:
+        log.info("The relayed connection's last channel ended; closing it")
+        self._draining.discard(pc)
+        self._channels.pop(pc, None)
+        await pc.close()
 
     def check_scope(self, label: str) -> None:
         """ClientError (forbidden) when the credential does not list ``label``: the homelab
@@ -158,14 +224,56 @@ class BridgeClient:
                 log.info("The peer connection %s; negotiating a new one", self.pc.connectionState)
                 await self.pc.close()
             self.pc = self._fresh = await self._negotiate()
+            if self.pair_type() == "relay" and self.options.fall_forward > 0:
+                self._background.spawn(self._fall_forward(self.pc))
             return self.pc
 
     async def close(self) -> None:
-        if self.pc is not None:
-            await self.pc.close()
-            self.pc = None
+        await self._background.cancel()
+        for pc in [*self._draining, *([self.pc] if self.pc is not None else [])]:
+            await pc.close()
+        self._draining.clear()
+        self._channels.clear()
+        self.pc = None
 
-    async def _negotiate(self) -> RTCPeerConnection:
+    async def _fall_forward(self, relayed: RTCPeerConnection) -> None:
+        """Tries a direct path every ``fall_forward`` seconds while ``relayed`` is in use."""
+        interval = self.options.fall_forward
+        relayed_since = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)  # the bounded rate, not a wait for anything
+            if self.pc is not relayed or relayed.connectionState != "connected":
+                return
+            try:
+                direct = await self._negotiate(direct_only=True)
+            except ClientError as exc:
+                log.info(
+                    "No direct path yet (%s: %s); trying again in %g s",
+                    exc.step,
+                    str(exc).splitlines()[0],
+                    interval,
+                )
+                continue
+            async with self._lock:
+                if self.pc is not relayed:  # replaced meanwhile (it failed, or we closed)
+                    await direct.close()
+                    return
+                self.pc = direct
+                if self._channels.get(relayed, 0) > 0:
+                    self._draining.add(relayed)
+                else:
+                    self._channels.pop(relayed, None)
+                    await relayed.close()
+            log.info(
+                "Fell forward to a direct path (%s) after %.1f s relayed; new channels go "
+                "direct, the relayed connection closes when its last channel ends",
+                self.pair_type(),
+                time.monotonic() - relayed_since,
+            )
+            return
+
+    async def _negotiate(self, direct_only: bool = False) -> RTCPeerConnection:
+        """A connected peer connection; ``direct_only``: one that cannot use a relay."""
         options = self.options
         credential = options.credential
         if credential is None:
@@ -176,18 +284,19 @@ class BridgeClient:
             )
         started = time.monotonic()
         try:
+            negotiation = Negotiation(options.target)
             link = await Link.open(
-                options.signaling_url, options.token, self._on_signal, self._on_error
+                options.signaling_url, options.token, negotiation.on_signal, negotiation.on_error
             )
         except SignalingError as exc:
             raise ClientError(ClientStep.SIGNALING, str(exc), exc.code) from None
-        pc = new_peer_connection(options.ice, relay_only=options.relay_only)
+        pc = new_peer_connection(
+            options.ice, relay_only=options.relay_only, direct_only=direct_only
+        )
         try:
             probe = pc.createDataChannel(PROBE_LABEL)
             await pc.setLocalDescription(await pc.createOffer())
             offer = pc.localDescription.sdp
-            self._answer = asyncio.get_running_loop().create_future()
-            self._refusal = None
             await link.send(
                 {
                     "action": "sendSignal",
@@ -195,10 +304,11 @@ class BridgeClient:
                     "data": offer_signal(credential, options.target, offer),
                 }
             )
-            answer = await self._wait_answer()
+            answer = await self._wait_answer(negotiation)
             self._check_answer(credential, offer, answer)
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
-            await self._wait_connected(pc)
+            remote = without_relay_candidates(answer.sdp) if direct_only else answer.sdp
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=remote, type="answer"))
+            await self._wait_connected(pc, negotiation)
             await self._wait_open(probe, PROBE_LABEL)
         except BaseException:
             await pc.close()
@@ -214,33 +324,10 @@ class BridgeClient:
         )
         return pc
 
-    async def _on_signal(self, sender: str, data: Any) -> None:
-        signal = signals.parse_or_ignore(sender, data, log)
-        if signal is None or self._answer is None or signal.type not in ("answer", "error"):
-            return
-        if not self._answer.done():
-            self._answer.set_result(signal)
-        elif signal.type == "error":
-            self._refusal = signal
-            self._progress.set()
-
-    async def _on_error(self, message: dict[str, Any]) -> None:
-        if self._answer is None or self._answer.done():
-            return
-        code = error_code(message)
-        if code is ErrorCode.BACKEND_UNREACHABLE:
-            self._answer.set_exception(TargetNotConnected(self.options.target))
-        else:
-            text = message.get("message") or message.get("error")
-            self._answer.set_exception(
-                ClientError(ClientStep.SIGNALING, f"the signaling service answered: {text}", code)
-            )
-
-    async def _wait_answer(self) -> signals.Signal:
-        assert self._answer is not None
+    async def _wait_answer(self, negotiation: "Negotiation") -> signals.Signal:
         try:
             async with asyncio.timeout(self.options.timeout):
-                signal = await self._answer
+                signal = await negotiation.answer
         except TimeoutError:
             raise ClientError(
                 ClientStep.SIGNALING,
@@ -271,17 +358,18 @@ class BridgeClient:
             expiry_text(homelab.expires_at),
         )
 
-    async def _wait_connected(self, pc: RTCPeerConnection) -> None:
-        changed = self._progress
+    async def _wait_connected(self, pc: RTCPeerConnection, negotiation: "Negotiation") -> None:
+        changed = negotiation.progress
         pc.on("connectionstatechange", changed.set)
         pc.on("iceconnectionstatechange", changed.set)
         deadline = time.monotonic() + self.options.timeout
         while pc.connectionState != "connected":
-            if self._refusal is not None:
+            refusal = negotiation.refusal
+            if refusal is not None:
                 raise ClientError(
                     ClientStep.SIGNALING,
                     f"the homelab closed the connection before it was up "
-                    f"({self._refusal.code}): {self._refusal.message}",
+                    f"({refusal.code}): {refusal.message}",
                 )
             if pc.connectionState in ("failed", "closed") or time.monotonic() >= deadline:
                 if pc.iceConnectionState not in ("completed", "connected"):

@@ -4,12 +4,15 @@
 ``credential_file`` (the client's credential, which the operator issues: it proves who the
 client is to the homelab, and holds the signaling token unless ``token`` or ``token_file``
 gives another), ``target``, ``ice_servers`` (as in the daemon's config),
-``timeout``, ``data_path`` and ``ack_policy``. Without any ICE server anywhere, the client
+``timeout``, ``data_path``, ``ack_policy``, ``fall_forward`` (seconds between attempts at a
+direct path while relayed; 0: never), ``agent`` (``auto``, the default, or ``off``) and
+``agent_idle_timeout`` (seconds; docs/client.md). Without any ICE server anywhere, the client
 uses the original system's default STUN server, as the daemon does; ``--ice-server none``
 means no server at all.
 """
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,12 @@ CLIENT_KEYS = (
     "timeout",
     "data_path",
     "ack_policy",
+    "fall_forward",
+    "agent",
+    "agent_idle_timeout",
 )
+DEFAULT_FALL_FORWARD = 30.0
+DEFAULT_AGENT_IDLE_TIMEOUT = 600.0
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +83,17 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         choices=[p.value for p in AckPolicy],
         help="SCTP acknowledgements on the fast path: rfc (the default, RFC 9260) or aggressive "
         "(fewer SACKs, longer bursts; may overflow shallow buffers, see docs/performance.md)",
+    )
+    group.add_argument(
+        "--fall-forward",
+        type=float,
+        metavar="SECONDS",
+        help="while relayed, try a direct path this often (default: 30; 0: never)",
+    )
+    group.add_argument(
+        "--no-agent",
+        action="store_true",
+        help="neither use nor start the client agent (docs/client.md)",
     )
     group.add_argument(
         "--config", type=Path, help=f"client configuration (default: {DEFAULT_CONFIG})"
@@ -147,6 +166,33 @@ def _data_path(args: argparse.Namespace, file: dict[str, Any]) -> DataPathOption
         raise ConfigError(f"client configuration: {exc}") from None
 
 
+def _seconds(name: str, value: Any, zero_allowed: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{name}: {value!r} is not a number of seconds")
+    if value == 0 and not zero_allowed:
+        raise ConfigError(f"{name}: {value!r} is not a positive number of seconds")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    enabled: bool
+    idle_timeout: float
+
+
+def agent_settings(args: argparse.Namespace) -> AgentSettings:
+    """Whether commands go through the client agent, and how long it lives idle."""
+    file = _load_file(args.config)
+    mode = file.get("agent", "auto")
+    if mode not in ("auto", "off", True, False):  # YAML reads a bare off as false
+        raise ConfigError(f"agent: {mode!r} is neither auto nor off")
+    idle = file.get("agent_idle_timeout", DEFAULT_AGENT_IDLE_TIMEOUT)
+    return AgentSettings(
+        enabled=mode in ("auto", True) and not args.no_agent,
+        idle_timeout=_seconds("agent_idle_timeout", idle, zero_allowed=False),
+    )
+
+
 def client_options(args: argparse.Namespace, needs_credential: bool = True) -> ClientOptions:
     """The options the flags and the configuration file give; ConfigError says what is missing."""
     file = _load_file(args.config)
@@ -183,4 +229,11 @@ def client_options(args: argparse.Namespace, needs_credential: bool = True) -> C
         timeout=float(timeout),
         relay_only=args.relay_only,
         data_path=_data_path(args, file),
+        fall_forward=_seconds(
+            "fall_forward",
+            args.fall_forward
+            if args.fall_forward is not None
+            else file.get("fall_forward", DEFAULT_FALL_FORWARD),
+            zero_allowed=True,
+        ),
     )

@@ -27,7 +27,9 @@ PEERS_FAILED = Counter(
     ["cause"],
 )
 CHANNELS_OPENED = Counter(
-    "homelab_p2p_channels_opened", "Data channels opened to a service", ["service"]
+    "homelab_p2p_channels_opened",
+    "Data channels opened to a service, by the pair type of their connection",
+    ["service", "pair"],
 )
 CHANNELS_REFUSED = Counter(
     "homelab_p2p_channels_refused",

@@ -448,7 +448,7 @@ class PeerManager:
             self._forbid_channel(peer, channel, forbidden)
             return
         try:
-            work = self._router.serve(channel, peer.client_id)
+            work = self._router.serve(channel, peer.client_id, peer.pair)
         except Exception:
             log.exception("Serving a channel of %s failed (a bug)", peer.client_id)
             return

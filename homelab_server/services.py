@@ -54,7 +54,9 @@ class ServiceRouter:
     def offered(self) -> str:
         return ", ".join([*self._services, ECHO_LABEL])
 
-    def serve(self, channel: RTCDataChannel, peer: str) -> Coroutine[Any, Any, None] | None:
+    def serve(
+        self, channel: RTCDataChannel, peer: str, pair: str | None = None
+    ) -> Coroutine[Any, Any, None] | None:
         """Starts listening on ``channel`` now; returns the work that serves it, if any.
 
         Call it from the ``datachannel`` event itself: the client's first messages can be
@@ -84,8 +86,11 @@ class ServiceRouter:
                 at_open=True,
             )
             return None
-        log.info("Peer %s opened %r -> %s", peer, label, service.url)
-        metrics.CHANNELS_OPENED.labels(label).inc()
+        # The pair type of each channel: after a fall forward a client has a relayed and a
+        # direct connection at once, and this line says which one each channel took.
+        path = pair or "unknown"
+        log.info("Peer %s opened %r -> %s over %s", peer, label, service.url, path)
+        metrics.CHANNELS_OPENED.labels(label, path).inc()
         if service.scheme == "tcp":
             return self._serve_tcp(ChannelBridge(channel), channel, service, peer)
         return HttpExchange(channel, service, self._session(), peer).run()

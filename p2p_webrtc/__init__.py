@@ -33,17 +33,31 @@ __all__ = [
     "receive_window",
     "selected_pair",
     "watch_peer",
+    "without_relay_candidates",
 ]
 
 
-def new_peer_connection(policy: IcePolicy, relay_only: bool = False) -> RTCPeerConnection:
+def new_peer_connection(
+    policy: IcePolicy, relay_only: bool = False, direct_only: bool = False
+) -> RTCPeerConnection:
+    """A peer connection using ``policy``'s servers; ``direct_only`` leaves the TURN servers
+    out, so that it gathers no relayed candidate (``ice.BridgeIceConnection``)."""
+    chosen = policy.stun_servers if direct_only else policy.servers
     servers = [
         RTCIceServer(urls=server.url, username=server.username, credential=server.credential)
-        for server in policy.servers
+        for server in chosen
     ]
     transport_policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
     return RTCPeerConnection(
         RTCConfiguration(iceServers=servers, iceTransportPolicy=transport_policy)
+    )
+
+
+def without_relay_candidates(sdp: str) -> str:
+    """``sdp`` without its relayed candidates (``a=candidate:... typ relay``)."""
+    lines = sdp.split("\r\n")
+    return "\r\n".join(
+        line for line in lines if not (line.startswith("a=candidate:") and " typ relay" in line)
     )
 
 

@@ -205,7 +205,11 @@ class BridgeIceConnection(Connection):
         ]
 
     def _turn_allocations(self, component: int) -> list[CandidateQuery]:
-        """One allocation per TURN server, each on a socket of its own."""
+        """One allocation per TURN server, each on a socket of its own; none for a peer
+        connection configured without TURN servers (a probe for a direct path: a relayed
+        candidate would let it succeed through the relay it is meant to replace)."""
+        if self.turn_server is None:
+            return []
         return [
             asyncio.create_task(
                 relayed_candidate(

@@ -11,6 +11,11 @@ from lab import SECRET, network_guard
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# `pipe`, `fetch` and `forward` start a client agent on first use, which outlives them (for
+# its idle timeout). Tests run them without one, inherited by every process they start,
+# except tests/e2e/test_client_agent.py, which turns it on per command with a socket of its own.
+os.environ["HOMELAB_P2P_AGENT"] = "off"
+
 # In CI the generated examples are the same every run, so a failure there reproduces here.
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 hypothesis_settings.register_profile("dev", deadline=None)

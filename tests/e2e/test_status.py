@@ -137,7 +137,7 @@ async def test_metrics_move_with_a_connection_its_bytes_and_a_refusal(lan: LanLa
         busy = await scrape(lan.homelab, 9808)
         assert busy("homelab_p2p_peers", pair="host") == 1
         assert busy("homelab_p2p_peers_connected_total", pair="host") == 1
-        assert busy("homelab_p2p_channels_opened_total", service="echo7") == 1
+        assert busy("homelab_p2p_channels_opened_total", service="echo7", pair="host") == 1
         for direction in ("in", "out"):
             moved = busy("homelab_p2p_service_bytes_total", service="echo7", direction=direction)
             assert moved == 300_000

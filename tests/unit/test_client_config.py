@@ -6,7 +6,7 @@ import pytest
 
 from homelab_p2p.cli import build_parser
 from homelab_p2p.client import ClientOptions
-from homelab_p2p.clientconfig import client_options
+from homelab_p2p.clientconfig import AgentSettings, agent_settings, client_options
 from lab import credential, credential_file, default_client_file
 from p2p_runtime.configfile import ConfigError
 from p2p_webrtc.datapath import AckPolicy, DataPath, DataPathOptions
@@ -121,3 +121,31 @@ def test_only_the_signaling_echo_goes_without_a_credential(tmp_path: Path) -> No
         else:
             with pytest.raises(ConfigError, match="no credential: pass --credential-file"):
                 client_options(args)
+
+
+def agent(tmp_path: Path, file: str, *flags: str) -> AgentSettings:
+    config = tmp_path / "client.yml"
+    config.write_text(BASICS + file)
+    return agent_settings(
+        build_parser().parse_args(["pipe", "ssh", "--config", str(config), *flags])
+    )
+
+
+def test_the_agent_is_on_unless_the_file_or_a_flag_says_off(tmp_path: Path) -> None:
+    assert agent(tmp_path, "") == AgentSettings(enabled=True, idle_timeout=600.0)
+    assert not agent(tmp_path, "agent: off\n").enabled  # YAML reads a bare off as false
+    assert not agent(tmp_path, "agent: 'off'\n").enabled
+    assert not agent(tmp_path, "", "--no-agent").enabled
+    assert agent(tmp_path, "agent_idle_timeout: 30\n").idle_timeout == 30.0
+    with pytest.raises(ConfigError, match="agent: 'sometimes' is neither auto nor off"):
+        agent(tmp_path, "agent: sometimes\n")
+    with pytest.raises(ConfigError, match="agent_idle_timeout: 0 is not a positive number"):
+        agent(tmp_path, "agent_idle_timeout: 0\n")
+
+
+def test_fall_forward_is_30_s_unless_told(tmp_path: Path) -> None:
+    assert options(tmp_path, "").fall_forward == 30.0
+    assert options(tmp_path, "fall_forward: 5\n").fall_forward == 5.0
+    assert options(tmp_path, "fall_forward: 5\n", "--fall-forward", "0").fall_forward == 0.0
+    with pytest.raises(ConfigError, match="fall_forward: -1 is not a number of seconds"):
+        options(tmp_path, "fall_forward: -1\n")

@@ -1,16 +1,15 @@
 """Failures are told apart by their codes and statuses, never by their text."""
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from homelab_p2p import commands
 from homelab_p2p.client import (
-    BridgeClient,
     ClientError,
     ClientOptions,
     ClientStep,
+    Negotiation,
     TargetNotConnected,
 )
 from homelab_p2p.doctor import guide
@@ -83,30 +82,27 @@ def test_an_error_reply_to_a_request_carries_its_code() -> None:
     assert refused_by_reply({"error": "from_the_future", "message": "?"}).code is None
 
 
-def report_of(error: ClientError, capsys: pytest.CaptureFixture[str]) -> str:
-    commands.report(error)
-    return capsys.readouterr().err
+def report_of(error: ClientError, capfd: pytest.CaptureFixture[str]) -> str:
+    commands.report(error)  # on file descriptor 2, as the agent writes to its caller's
+    return capfd.readouterr().err
 
 
 def test_the_guides_message_is_printed_alone_and_others_name_their_step(
-    capsys: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    assert report_of(TargetNotConnected("laptop"), capsys).startswith(
+    assert report_of(TargetNotConnected("laptop"), capfd).startswith(
         f"homelab-p2p: {BACKEND_UNREACHABLE_MESSAGE}\n"
     )
-    assert (
-        report_of(ClientError(ClientStep.ICE, "no path"), capsys) == "homelab-p2p: ICE: no path\n"
-    )
+    assert report_of(ClientError(ClientStep.ICE, "no path"), capfd) == "homelab-p2p: ICE: no path\n"
     # Text that looks like the guide's is not the guide's message: the code decides.
     lookalike = ClientError(ClientStep.SIGNALING, "The target said no")
-    assert report_of(lookalike, capsys) == "homelab-p2p: signaling: The target said no\n"
+    assert report_of(lookalike, capfd) == "homelab-p2p: signaling: The target said no\n"
 
 
 async def answer_error(message: dict[str, Any]) -> BaseException | None:
-    client = BridgeClient(OPTIONS)
-    client._answer = asyncio.get_running_loop().create_future()
-    await client._on_error(message)
-    return client._answer.exception()
+    negotiation = Negotiation(OPTIONS.target)
+    await negotiation.on_error(message)
+    return negotiation.answer.exception()
 
 
 async def test_the_client_tells_an_absent_target_by_its_code() -> None:
