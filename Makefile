@@ -66,6 +66,7 @@ lambda-zip: venv  ## build dist/signaling_lambda.zip (byte-reproducible)
 bench: venv  ## run the benchmarks (prints tables and a JSON line each; the bridge's needs root)
 	$(BIN)/python -m benchmarks.signaling
 	$(BIN)/python -m benchmarks.bridge
+	$(BIN)/python -m benchmarks.client_agent
 	$(BIN)/python -m benchmarks.hostile_gateway
 	$(BIN)/python -m benchmarks.hostile_daemon
 	$(BIN)/python -m benchmarks.browser_proxy

@@ -47,7 +47,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ from lab.bridge import (
     LoggedProcess,
     NamespaceTcpService,
     client_args,
+    first_echoed_byte,
     start_daemon,
     start_forward,
     write_daemon_config,
@@ -541,22 +541,8 @@ async def time_pipe(client: Namespace) -> tuple[float, float | None]:
     The negotiation (signaling, ICE, DTLS and the first channel) is the client's own figure,
     from its log; None if it did not log one.
     """
-    argv = [venv_bin("homelab-p2p"), "pipe", "echo7", "-v", *client_args(SIGNALING)]
-    started = time.perf_counter()
-    process = await asyncio.create_subprocess_exec(
-        *client.command(argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.stdin.write(b"x")
-    await process.stdin.drain()
-    assert await asyncio.wait_for(process.stdout.read(1), 30) == b"x"
-    first_byte = time.perf_counter() - started
-    process.stdin.close()
-    _, stderr = await process.communicate()
+    argv = [venv_bin("homelab-p2p"), "pipe", "echo7", "-v", "--no-agent"]
+    first_byte, stderr = await first_echoed_byte(client, [*argv, *client_args(SIGNALING)])
     match = re.search(rb"Connected to 'laptop' in ([\d.]+) s", stderr)
     return first_byte, float(match.group(1)) if match else None
 

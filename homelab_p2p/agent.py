@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import os
 import socket
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ log = logging.getLogger("homelab_p2p.agent")
 MAX_REQUESTS = 64
 MAX_SESSIONS = 8
 REQUEST_TIMEOUT = 5.0
-FALLBACK = {"fallback": True}
 
 SessionKey = tuple[Any, ...]
 
@@ -63,6 +62,15 @@ def session_key(options: ClientOptions) -> SessionKey:
     )
 
 
+@dataclass(frozen=True)
+class Request:
+    cwd: str
+    command: str
+    """What to run when not the command line's own: ``pipe`` (a connection ``forward``
+    hands over), ``stop``, or empty."""
+    argv: list[str]
+
+
 class Agent:
     def __init__(self, path: Path, idle_timeout: float, parser: argparse.ArgumentParser) -> None:
         self.path = path
@@ -81,8 +89,8 @@ class Agent:
     def listen(self) -> socket.socket:
         """The listening socket; OSError when it cannot be made, AgentRunning when another
         agent answers at the path already."""
-        agentwire.prepare_directory(self.path)
-        other = agentwire.connect(self.path)
+        agentwire.prepare_directory(str(self.path))
+        other = agentwire.connect(str(self.path))
         if other is not None:
             other.close()
             raise AgentRunning(self.path)
@@ -154,9 +162,9 @@ class Agent:
             except agentwire.AgentWireError as exc:
                 log.warning("Refused a command: %s", exc)
                 return
-            answer = await self._answer(loop, conn, request, fds)
+            status = await self._answer(loop, conn, request, fds)
             with contextlib.suppress(OSError):
-                await loop.sock_sendall(conn, json.dumps(answer).encode() + b"\n")
+                await loop.sock_sendall(conn, agentwire.encode_answer(status))
         finally:
             _close_all(fds)
             conn.close()
@@ -167,23 +175,24 @@ class Agent:
     async def _refuse_busy(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
         """A caller over the limit runs the command itself rather than wait."""
         with conn, contextlib.suppress(OSError):
-            await loop.sock_sendall(conn, json.dumps(FALLBACK).encode() + b"\n")
+            await loop.sock_sendall(conn, agentwire.FALLBACK)
 
     async def _answer(
         self,
         loop: asyncio.AbstractEventLoop,
         conn: socket.socket,
-        request: dict[str, Any],
+        request: Request,
         fds: list[int],
-    ) -> dict[str, Any]:
-        """Runs the command, cancelled when the caller goes away (ssh closed, Ctrl-C)."""
-        if request.get("op") == "stop":
+    ) -> int | None:
+        """Runs the command, cancelled when the caller goes away (ssh closed, Ctrl-C); its
+        exit status, None to leave it to the caller."""
+        if request.command == "stop":
             log.info("Asked to stop")
             self.stopped.set()
-            return {"status": 0}
+            return 0
         if len(fds) != len(agentwire.STDIO):
             log.warning("Refused a command: it came with %d file descriptors, not 3", len(fds))
-            return {"status": 2}
+            return 2
         command = asyncio.create_task(self._run(request, Terminal(*fds)))
         gone = asyncio.create_task(loop.sock_recv(conn, 1))
         try:
@@ -195,42 +204,40 @@ class Agent:
                 command.cancel()
             await asyncio.gather(command, gone, return_exceptions=True)
         if command.cancelled():
-            return {"status": 1}
+            return 1
         return command.result()
 
-    async def _run(self, request: dict[str, Any], terminal: Terminal) -> dict[str, Any]:
-        argv, cwd = request.get("argv"), request.get("cwd")
-        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-            return {"status": terminal.fail("the agent got a request without a command line", 2)}
-        if not isinstance(cwd, str) or not cwd.startswith("/"):
-            return {"status": terminal.fail("the agent got a request without its directory", 2)}
-        args = self._parse(argv, Path(cwd))
+    async def _run(self, request: Request, terminal: Terminal) -> int | None:
+        cwd = request.cwd
+        if not cwd.startswith("/"):
+            return terminal.fail("the agent got a request without its directory", 2)
+        args = self._parse(request.argv, Path(cwd))
         if args is None:
-            return FALLBACK
+            return None
         try:
             # Relative paths in the configuration file are the caller's directory's, as
             # without an agent. Reading it does not await: nothing else runs meanwhile.
             with contextlib.chdir(cwd):
                 if not agent_settings(args).enabled:
-                    return FALLBACK
+                    return None
                 options = client_options(args)
         except ConfigError as exc:
-            return {"status": terminal.fail(str(exc), 2)}
+            return terminal.fail(str(exc), 2)
         except OSError as exc:
-            return {"status": terminal.fail(f"cannot enter {cwd}: {exc.strerror or exc}", 2)}
+            return terminal.fail(f"cannot enter {cwd}: {exc.strerror or exc}", 2)
         client = self._session(options)
         if client is None:
-            return FALLBACK
-        command = request.get("command", args.command)
+            return None
+        command = request.command or args.command
         if command == "pipe":
-            return {"status": await commands.pipe(options, args.service, client, terminal)}
+            return await commands.pipe(options, args.service, client, terminal)
         if command == "fetch":
             try:
                 fetch = fetch_request(args)
             except FetchRequestError as exc:
-                return {"status": terminal.fail(str(exc), 2)}
-            return {"status": await commands.fetch(options, args.service, fetch, client, terminal)}
-        return FALLBACK
+                return terminal.fail(str(exc), 2)
+            return await commands.fetch(options, args.service, fetch, client, terminal)
+        return None
 
     def _parse(self, argv: list[str], cwd: Path) -> argparse.Namespace | None:
         """The command line parsed as the CLI does, its relative paths taken from the caller's
@@ -296,42 +303,45 @@ def _same_user(conn: socket.socket) -> bool:
 
 async def _receive_request(
     loop: asyncio.AbstractEventLoop, conn: socket.socket
-) -> tuple[dict[str, Any], list[int]]:
-    """One request line and its file descriptors; AgentWireError when it is not one."""
+) -> tuple[Request, list[int]]:
+    """One request and its file descriptors; AgentWireError when it is not one."""
     fds: list[int] = []
     try:
         async with asyncio.timeout(REQUEST_TIMEOUT):
-            data = await _read_request(loop, conn, fds)
-        request = json.loads(data)
-        if not isinstance(request, dict):
-            raise ValueError
+            payload = await _read_request(loop, conn, fds)
+        cwd, command, argv = agentwire.decode_request(payload)
     except TimeoutError:
         _close_all(fds)
         raise agentwire.AgentWireError(f"no whole request within {REQUEST_TIMEOUT:g} s") from None
-    except ValueError:
-        _close_all(fds)
-        raise agentwire.AgentWireError("the request is not a JSON object") from None
     except BaseException:
         _close_all(fds)
         raise
-    return request, fds
+    return Request(cwd, command, argv), fds
 
 
 async def _read_request(
     loop: asyncio.AbstractEventLoop, conn: socket.socket, fds: list[int]
 ) -> bytes:
+    """The payload after its ``LENGTH\n``; the descriptors come with the first bytes."""
     data = b""
-    while not data.endswith(b"\n"):
+    while True:
+        length, newline, rest = data.partition(b"\n")
+        if newline:
+            if not length.isdigit() or int(length) > agentwire.MAX_REQUEST_BYTES:
+                raise agentwire.AgentWireError("the request does not start with its length")
+            if len(rest) >= int(length):
+                return rest[: int(length)]
+        elif len(data) > 8:
+            raise agentwire.AgentWireError("the request does not start with its length")
         chunk, more = await _recv_fds(loop, conn)
         fds.extend(more)
+        if len(fds) > len(agentwire.STDIO):
+            raise agentwire.AgentWireError("the request came with too many file descriptors")
         if not chunk:
             if not data:
                 raise EmptyRequest
             raise agentwire.AgentWireError("the caller ended before its request did")
         data += chunk
-        if len(data) > agentwire.MAX_REQUEST_BYTES or len(fds) > len(agentwire.STDIO):
-            raise agentwire.AgentWireError("the request is too large")
-    return data
 
 
 def _close_all(fds: list[int]) -> None:
@@ -355,7 +365,7 @@ async def _recv_fds(
         await readable
     finally:
         loop.remove_reader(conn.fileno())
-    data, fds, _flags, _address = socket.recv_fds(conn, agentwire.MAX_REQUEST_BYTES, 3)
+    data, fds, _flags, _address = socket.recv_fds(conn, agentwire.MAX_REQUEST_BYTES, 4)
     return data, fds
 
 

@@ -43,14 +43,14 @@ def add_agent_parser(subcommands: Subcommands) -> None:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    path: Path = args.socket or agentwire.socket_path()
+    path = Path(args.socket or agentwire.socket_path())
     if args.stop:
         return _stop(path)
     if args.idle_timeout < 0:
         print("homelab-p2p: --idle-timeout must be 0 or more seconds", file=sys.stderr)
         return 2
     try:
-        agentwire.prepare_directory(path)
+        agentwire.prepare_directory(str(path))
     except agentwire.AgentWireError as exc:
         print(f"homelab-p2p: {exc}", file=sys.stderr)
         return 1
@@ -67,16 +67,17 @@ def _agent(args: argparse.Namespace) -> int:
 
 
 def _stop(path: Path) -> int:
-    sock = agentwire.connect(path)
+    sock = agentwire.connect(str(path))
     if sock is None:
         print(f"No agent runs at {path}")
         return 0
-    with sock:
-        try:
-            agentwire.send_request(sock, b'{"op": "stop"}\n', fds=())
-            agentwire.read_reply(sock)
-        except (OSError, agentwire.AgentWireError) as exc:
-            print(f"homelab-p2p: the agent at {path} did not stop: {exc}", file=sys.stderr)
-            return 1
+    try:
+        agentwire.send_request(sock, agentwire.encode_request([], command="stop"), fds=())
+        agentwire.read_answer(sock)
+    except (OSError, agentwire.AgentWireError) as exc:
+        print(f"homelab-p2p: the agent at {path} did not stop: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
     print(f"Stopped the agent at {path}")
     return 0

@@ -302,7 +302,7 @@ def _agent_runs(idle_timeout: float) -> bool:
     if running is not None:
         running.close()
         return True
-    problem = start_agent(path, idle_timeout)
+    problem = start_agent(Path(path), idle_timeout)
     if problem is not None:
         log.warning("The client agent at %s did not start: %s; going without it", path, problem)
     return problem is None

@@ -93,21 +93,21 @@ async def hand_to_agent(writer: asyncio.StreamWriter, argv: list[str]) -> bool:
     conn.setblocking(False)
     with conn:
         try:
-            await loop.sock_connect(conn, str(agentwire.socket_path()))
+            await loop.sock_connect(conn, agentwire.socket_path())
             connection = writer.get_extra_info("socket").fileno()
             request = agentwire.encode_request(argv, command="pipe")
             agentwire.send_request(conn, request, (connection, connection, 2))
         except OSError:
             return False
-        reply = b""
+        answer = b""
         with contextlib.suppress(OSError):
-            while not reply.endswith(b"\n") and len(reply) < agentwire.MAX_REPLY_BYTES:
-                chunk = await loop.sock_recv(conn, agentwire.MAX_REPLY_BYTES)
+            while not answer.endswith(b"\n") and len(answer) <= agentwire.MAX_ANSWER_BYTES:
+                chunk = await loop.sock_recv(conn, agentwire.MAX_ANSWER_BYTES)
                 if not chunk:
                     break
-                reply += chunk
+                answer += chunk
     try:
-        status = agentwire.status_of(agentwire.parse_reply(reply))
+        status = agentwire.parse_answer(answer)
     except agentwire.AgentWireError as exc:
         log.error("The client agent failed a connection to %r: %s", argv[1:2], exc)
         status = 1

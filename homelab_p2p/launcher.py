@@ -18,17 +18,18 @@ def through_running_agent(argv: list[str]) -> int | None:
     sock = agentwire.connect(agentwire.socket_path())
     if sock is None:
         return None
-    with sock:
-        try:
-            agentwire.send_request(sock, agentwire.encode_request(argv))
-            return agentwire.status_of(agentwire.read_reply(sock))
-        except KeyboardInterrupt:
-            return 130  # the agent sees this process go and stops the command
-        except (OSError, agentwire.AgentWireError) as exc:
-            # Any bytes of stdin it read are gone with it: running the command here instead
-            # could send a half. Say so; the next call starts a new agent.
-            print(f"homelab-p2p: the client agent failed: {exc}", file=sys.stderr)
-            return 1
+    try:
+        agentwire.send_request(sock, agentwire.encode_request(argv))
+        return agentwire.read_answer(sock)
+    except KeyboardInterrupt:
+        return 130  # the agent sees this process go and stops the command
+    except (OSError, agentwire.AgentWireError) as exc:
+        # Any bytes of stdin it read are gone with it: running the command here instead
+        # could send a half. Say so; the next call starts a new agent.
+        print(f"homelab-p2p: the client agent failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
 
 
 def main() -> None:

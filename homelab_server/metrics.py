@@ -38,7 +38,8 @@ CHANNELS_REFUSED = Counter(
 )
 SERVICE_BYTES = Counter(
     "homelab_p2p_service_bytes",
-    "Bytes between peers and a service, counted as each channel ends (in: to the service)",
+    "Bytes between peers and a service, counted as each channel ends (in: to the service; "
+    "for http:// services the bodies)",
     ["service", "direction"],
 )
 REGISTRATIONS = Counter(

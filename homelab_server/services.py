@@ -174,6 +174,10 @@ class HttpExchange:
         self._session = session
         self._peer = peer
         self._body_error: FramingError | None = None
+        self.body_in = 0
+        self.body_out = 0
+        """Body bytes to and from the service, for the metrics (heads and WebSocket
+        tunnels are not counted)."""
 
     async def _body(self, declared: int | None) -> AsyncIterator[bytes]:
         """The request body as it arrives, until the end message; exactly ``declared`` bytes."""
@@ -187,6 +191,7 @@ class HttpExchange:
                     )
                 if isinstance(message, bytes):
                     received += len(message)
+                    self.body_in += len(message)
                     if declared is not None and received > declared:
                         raise FramingError(f"the body is longer than its Content-Length {declared}")
                     yield message
@@ -229,6 +234,8 @@ class HttpExchange:
             pass  # the client went away
         finally:
             self._channel.close()
+            metrics.SERVICE_BYTES.labels(self._service.label, "in").inc(self.body_in)
+            metrics.SERVICE_BYTES.labels(self._service.label, "out").inc(self.body_out)
 
     def _refuse_bad_request(self, exc: FramingError) -> None:
         log.warning("Refused an HTTP request of %s on %r: %s", self._peer, self._service.label, exc)
@@ -250,6 +257,7 @@ class HttpExchange:
     async def _relay_body(self, response: aiohttp.ClientResponse) -> None:
         async for chunk in response.content.iter_chunked(READ_SIZE):
             await self._channel.send(chunk)
+            self.body_out += len(chunk)
 
     async def _unless_the_client_leaves(self, work: Coroutine[Any, Any, None]) -> None:
         """``work``, stopped when the channel closes first: a client that closed an idle

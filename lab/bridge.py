@@ -1,6 +1,7 @@
 """The bridge's processes in the lab, started the way users start them."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -226,6 +227,40 @@ async def echo_round_trip(namespace: Namespace, port: int, size: int) -> bool:
         writer.close()
         await writer.wait_closed()
     return received == payload
+
+
+async def first_echoed_byte(
+    namespace: Namespace, argv: list[str], within: float = 30
+) -> tuple[float, bytes]:
+    """Seconds from starting ``argv`` (a ``pipe`` to an echo service) to the first byte it
+    echoes, and its stderr; then stdin closes and it must exit 0 (else RuntimeError)."""
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        *namespace.command(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        process.stdin.write(b"x")
+        await process.stdin.drain()
+        echoed = await asyncio.wait_for(process.stdout.read(1), within)
+        first_byte = time.perf_counter() - started
+        process.stdin.close()
+        _, stderr = await asyncio.wait_for(process.communicate(), within)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise
+    if echoed != b"x" or process.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} echoed {echoed!r} and exited {process.returncode}: "
+            f"{stderr.decode(errors='replace')}"
+        )
+    return first_byte, stderr
 
 
 class BridgeHosts:

@@ -179,21 +179,22 @@ async def test_hostile_requests_get_a_line_and_the_agent_serves_on(lan: LanLab) 
             "    except OSError:\n"
             "        print('closed')\n"
             "    s.close()\n"
-            "send(b'not json\\n', (0, 1, 2))\n"
-            'send(b\'{"argv": ["pipe", "echo7"], "cwd": "/"}\\n\')\n'
-            "send(b'x' * 200000)\n"
+            "send(b'not a length\\n', (0, 1, 2))\n"
+            "send(b'9\\n1\\0/\\0\\0pipe', ())\n"  # a command without stdio
+            "send(b'9\\n2\\0/\\0\\0pipe', (0, 1, 2))\n"  # another version's
+            "send(b'99999999\\n' + b'x' * 200000)\n"
         )
         result = await asyncio.to_thread(
             lan.client.run, venv_bin("python"), "-c", attack, str(agent_socket(lan))
         )
         answers = result.stdout.splitlines()
-        assert answers[:2] == ["b''", "b'{\"status\": 2}\\n'"]
-        assert answers[2] in ("b''", "closed")  # cut off at the limit, maybe mid-send
+        assert answers[:3] == ["b''", "b'status 2\\n'", "b''"]
+        assert answers[3] in ("b''", "closed")  # cut off at the limit, maybe mid-send
         after = await pipe(lan, "echo7", "still here\n")
         assert (after.returncode, after.stdout) == (0, "still here\n")
         await stop_agent(lan)
         _, log = await asyncio.to_thread(agent.communicate, timeout=30)
-    assert "Refused a command: the request is not a JSON object" in log
+    assert log.count("Refused a command: the request does not start with its length") == 2
     assert "Refused a command: it came with 0 file descriptors, not 3" in log
-    assert "Refused a command: the request is too large" in log
+    assert "Refused a command: the request is not one of this version's" in log
     assert "Traceback" not in log

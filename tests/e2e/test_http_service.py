@@ -6,6 +6,7 @@ import random
 from lab.bridge import client_args
 from lab.netns import venv_bin
 from tests.e2e.conftest import LanLab
+from tests.e2e.test_status import scrape
 from tests.support.webapp import BIG, TEXT, web_app
 
 
@@ -17,10 +18,15 @@ async def fetch(lan: LanLab, *args: str) -> tuple[int, str]:
 
 async def test_requests_and_responses_of_any_size_pass_through(lan: LanLab) -> None:
     async with web_app(lan.homelab, 8080):
-        await lan.start_daemon({"web": "http://127.0.0.1:8080"})
+        await lan.start_daemon({"web": "http://127.0.0.1:8080"}, metrics_address="127.0.0.1:9808")
         out = lan.workdir / "big.bin"
         assert await fetch(lan, "/big", "-o", str(out)) == (0, "")
         assert out.read_bytes() == BIG
+        counted = await scrape(lan.homelab, 9808)  # the bodies, counted as the channel ended
+        assert counted("homelab_p2p_service_bytes_total", service="web", direction="out") == len(
+            BIG
+        )
+        assert counted("homelab_p2p_service_bytes_total", service="web", direction="in") == 0
 
         posted = random.Random(2).randbytes(3 * 1024 * 1024)
         (lan.workdir / "post.bin").write_bytes(posted)

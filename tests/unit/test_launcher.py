@@ -1,7 +1,6 @@
 """The launcher: `pipe` and `fetch` go to a running client agent before any heavy import,
 and everything else (or no agent) goes to the CLI."""
 
-import json
 import socket
 import subprocess
 import sys
@@ -38,7 +37,7 @@ def agent_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def fake_agent(path: Path, answer: bytes | None) -> Iterator[list[dict[str, object]]]:
     """A real Unix socket answering one request with ``answer`` (None: closing at once)."""
-    agentwire.prepare_directory(path)
+    agentwire.prepare_directory(str(path))
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(1)
@@ -48,7 +47,10 @@ def fake_agent(path: Path, answer: bytes | None) -> Iterator[list[dict[str, obje
         conn, _ = server.accept()
         with conn:
             data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
-            requests.append({**json.loads(data), "fds": len(fds)})
+            length, _, payload = data.partition(b"\n")
+            assert int(length) == len(payload)
+            cwd, command, argv = agentwire.decode_request(payload)
+            requests.append({"cwd": cwd, "command": command, "argv": argv, "fds": len(fds)})
             for fd in fds:
                 socket.close(fd)
             if answer is not None:
@@ -68,7 +70,7 @@ def answering(
     yield from fake_agent(agent_path, request.param)
 
 
-@pytest.mark.parametrize("answering", [b'{"status": 7}\n'], indirect=True)
+@pytest.mark.parametrize("answering", [b"status 7\n"], indirect=True)
 def test_a_running_agent_gets_the_command_line_and_stdio_and_answers_the_status(
     answering: list[dict[str, object]],
 ) -> None:
@@ -77,16 +79,17 @@ def test_a_running_agent_gets_the_command_line_and_stdio_and_answers_the_status(
     assert request["argv"] == ["pipe", "ssh", "--target", "lab"]
     assert request["cwd"] == str(Path.cwd())
     assert request["fds"] == 3
+    assert request["command"] == ""
 
 
-@pytest.mark.parametrize("answering", [b'{"fallback": true}\n'], indirect=True)
+@pytest.mark.parametrize("answering", [b"fallback\n"], indirect=True)
 def test_an_agent_that_cannot_serve_it_leaves_it_to_the_cli(
     answering: list[dict[str, object]],
 ) -> None:
     assert launcher.through_running_agent(["fetch", "web", "/"]) is None
 
 
-@pytest.mark.parametrize("answering", [None, b"nonsense\n", b'{"status": "0"}\n'], indirect=True)
+@pytest.mark.parametrize("answering", [None, b"nonsense\n", b"status zero\n"], indirect=True)
 def test_an_agent_that_breaks_off_is_one_line_and_status_1(
     answering: list[dict[str, object]], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,6 +114,6 @@ def test_a_directory_others_may_write_to_is_refused(tmp_path: Path) -> None:
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
     with pytest.raises(agentwire.AgentWireError, match="writable by nobody else"):
-        agentwire.prepare_directory(shared / "agent.sock")
-    agentwire.prepare_directory(tmp_path / "mine" / "agent.sock")
+        agentwire.prepare_directory(str(shared / "agent.sock"))
+    agentwire.prepare_directory(str(tmp_path / "mine" / "agent.sock"))
     assert (tmp_path / "mine").stat().st_mode & 0o777 == 0o700
