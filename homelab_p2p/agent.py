@@ -17,6 +17,7 @@ same user only. It ends after ``idle_timeout`` seconds without a command.
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import io
 import logging
 import os
@@ -83,6 +84,7 @@ class Agent:
         self._busy = 0
         self._idle: asyncio.TimerHandle | None = None
         self.stopped = asyncio.Event()
+        self._lock = -1
 
     # --- listening --------------------------------------------------------------------
 
@@ -90,9 +92,18 @@ class Agent:
         """The listening socket; OSError when it cannot be made, AgentRunning when another
         agent answers at the path already."""
         agentwire.prepare_directory(str(self.path))
+        # One agent per socket: two started at once must not both bind (the second would
+        # unlink the first's socket and leave it listening on nothing).
+        self._lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            raise AgentRunning(self.path) from None
         other = agentwire.connect(str(self.path))
-        if other is not None:
+        if other is not None:  # one that holds no lock: an older version, say
             other.close()
+            os.close(self._lock)
             raise AgentRunning(self.path)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a socket left by an agent that did not end cleanly
@@ -119,6 +130,7 @@ class Agent:
             server.close()
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+            os.close(self._lock)  # the next agent may start from here
             await self._requests.cancel()
             for client in self._sessions.values():
                 await client.close()
@@ -126,7 +138,12 @@ class Agent:
 
     async def _accept(self, loop: asyncio.AbstractEventLoop, server: socket.socket) -> None:
         while True:
-            conn, _ = await loop.sock_accept(server)
+            try:
+                conn, _ = await loop.sock_accept(server)
+            except OSError as exc:  # out of file descriptors, say: the agent serves on
+                log.warning("Accepting a command failed: %s; trying again in 1 s", exc)
+                await asyncio.sleep(1)
+                continue
             if self._busy >= MAX_REQUESTS:
                 log.warning("Refused a command: %d are running already (the limit)", MAX_REQUESTS)
                 self._requests.spawn(self._refuse_busy(loop, conn))

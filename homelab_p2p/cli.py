@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from homelab_p2p import agentwire, commands
 from homelab_p2p.agentcli import add_agent_parser
@@ -24,6 +24,7 @@ from homelab_p2p.doctor import guide, report
 from homelab_p2p.doctor.checks import Doctor
 from homelab_p2p.echo import echo
 from homelab_p2p.fetchrequest import FetchRequestError, fetch_request
+from homelab_p2p.launcher import through_running_agent
 from homelab_p2p.status import add_status_parser
 from p2p_protocol.tokens import (
     ROLES,
@@ -269,7 +270,7 @@ def _client_command(
     args: argparse.Namespace,
     run: Callable[[ClientOptions], Coroutine[Any, Any, int]],
     reaches_homelab: bool = True,
-    agent: str = "",
+    agent: Literal["", "command", "connections"] = "",
 ) -> int:
     """``run`` with the options; one that only talks to signaling needs no credential.
 
@@ -287,8 +288,6 @@ def _client_command(
     if agent and settings.enabled and agentwire.agent_allowed(args.argv):
         args.agent_runs = _agent_runs(settings.idle_timeout)
         if agent == "command" and args.agent_runs:
-            from homelab_p2p.launcher import through_running_agent  # noqa: PLC0415 (a cycle)
-
             status = through_running_agent(args.argv)
             if status is not None:
                 return status

@@ -67,6 +67,10 @@ class ClientError(Exception):
         self.code = code
 
 
+class ChannelRefused(ClientError):
+    """The homelab closed a channel as it opened (a refusal: the channel's reader has why)."""
+
+
 class TargetNotConnected(ClientError):
     """The guide's first row: no homelab is registered under the target name."""
 
@@ -169,8 +173,8 @@ class BridgeClient:
         attached = attach(channel)
         try:
             await self._wait_open(channel, label, REUSED_CHANNEL_TIMEOUT if reused else None)
-        except ClientError:
-            if not reused:
+        except ClientError as exc:
+            if not reused or isinstance(exc, ChannelRefused):  # a refusal is an answer
                 raise
             log.info("The peer connection stopped answering; negotiating a new one")
             await self._discard(pc)
@@ -408,4 +412,6 @@ class BridgeClient:
             ) from None
         if not opened:
             # Opened and closed at once is a refusal: its reader has the reason.
-            raise ClientError(ClientStep.CHANNEL, f"the data channel {label!r} closed as it opened")
+            raise ChannelRefused(
+                ClientStep.CHANNEL, f"the data channel {label!r} closed as it opened"
+            )

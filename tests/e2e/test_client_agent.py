@@ -98,13 +98,17 @@ async def test_pipes_share_one_connection_through_the_agent(lan: LanLab) -> None
 
 async def test_the_agent_says_what_the_direct_path_says(lan: LanLab) -> None:
     """A refusal reaches the caller's stderr, word for word, with the same exit status."""
-    await lan.start_daemon(SERVICES)
+    daemon = await lan.start_daemon(SERVICES)
     through_agent = await pipe(lan, "telnet", "hello?\n")
     direct = await pipe(lan, "telnet", "hello?\n", "--no-agent")
     assert through_agent.returncode == direct.returncode == 1
     assert through_agent.stderr == direct.stderr
     assert "homelab-p2p: the homelab closed 'telnet': this homelab offers no" in direct.stderr
     assert agent_socket(lan).exists()  # it was used, not bypassed
+    again = await pipe(lan, "telnet", "hello?\n")
+    assert (again.returncode, again.stderr) == (1, direct.stderr)
+    # A refusal is an answer: the warm connection stays (the agent's one offer, the direct's).
+    assert daemon.log().count("offer received") == 2
     bad = await pipe(lan, "echo7", "", "--timeout", "-1")
     assert bad.returncode == 2
     assert bad.stderr == "homelab-p2p: timeout: -1.0 is not a positive number of seconds\n"
