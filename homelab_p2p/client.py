@@ -192,6 +192,8 @@ class BridgeClient:
         self._channels[pc] = self._channels.get(pc, 0) + 1
 
         def closed() -> None:
+            if pc not in self._channels:  # the connection was let go already
+                return
             self._channels[pc] -= 1
             if pc in self._draining and self._channels[pc] == 0:
                 self._background.spawn(self._close_drained(pc))
@@ -200,9 +202,7 @@ class BridgeClient:
 
     async def _close_drained(self, pc: RTCPeerConnection) -> None:
         log.info("The relayed connection's last channel ended; closing it")
-        self._draining.discard(pc)
-        self._channels.pop(pc, None)
-        await pc.close()
+        await self._let_go(pc)
 
     def check_scope(self, label: str) -> None:
         """ClientError (forbidden) when the credential does not list ``label``: the homelab
@@ -217,6 +217,12 @@ class BridgeClient:
         async with self._lock:
             if self.pc is pc:
                 self.pc = None
+        await self._let_go(pc)
+
+    async def _let_go(self, pc: RTCPeerConnection) -> None:
+        """Close ``pc`` and forget it (a long-lived agent reconnects many times)."""
+        self._channels.pop(pc, None)
+        self._draining.discard(pc)
         await pc.close()
 
     async def connect(self) -> RTCPeerConnection:
@@ -226,7 +232,7 @@ class BridgeClient:
                 return self.pc
             if self.pc is not None:
                 log.info("The peer connection %s; negotiating a new one", self.pc.connectionState)
-                await self.pc.close()
+                await self._let_go(self.pc)
             self.pc = self._fresh = await self._negotiate()
             if self.pair_type() == "relay" and self.options.fall_forward > 0:
                 self._background.spawn(self._fall_forward(self.pc))
@@ -266,8 +272,7 @@ class BridgeClient:
                 if self._channels.get(relayed, 0) > 0:
                     self._draining.add(relayed)
                 else:
-                    self._channels.pop(relayed, None)
-                    await relayed.close()
+                    await self._let_go(relayed)
             log.info(
                 "Fell forward to a direct path (%s) after %.1f s relayed; new channels go "
                 "direct, the relayed connection closes when its last channel ends",
