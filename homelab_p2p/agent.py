@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +77,7 @@ class Agent:
         self.idle_timeout = idle_timeout
         self._parser = parser
         self._sessions: dict[SessionKey, BridgeClient] = {}
-        self._last_used: dict[SessionKey, float] = {}
+        """In the order of their last use: the first is the one unused longest."""
         self._installed: tuple[Any, Any] | None = None
         self._requests = OwnedTasks(log, "Serving an agent request")
         self._busy = 0
@@ -286,19 +285,18 @@ class Agent:
             log.info("A command with other ICE servers or data path than this agent's runs itself")
             return None
         key = session_key(options)
-        self._last_used[key] = time.monotonic()
-        client = self._sessions.get(key)
+        client = self._sessions.pop(key, None)  # put back last: the most recently used
         if client is None:
             if len(self._sessions) >= MAX_SESSIONS:
                 self._retire_oldest()
-            client = self._sessions[key] = BridgeClient(options)
-            log.info("New session for %r (%d open)", options.target, len(self._sessions))
+            client = BridgeClient(options)
+            log.info("New session for %r (%d open)", options.target, len(self._sessions) + 1)
+        self._sessions[key] = client
         return client
 
     def _retire_oldest(self) -> None:
-        oldest = min(self._sessions, key=lambda key: self._last_used.get(key, 0.0))
+        oldest = next(iter(self._sessions))
         client = self._sessions.pop(oldest)
-        self._last_used.pop(oldest, None)
         log.info("Closing the session for %r: %d are open (the limit)", oldest[2], MAX_SESSIONS)
         self._requests.spawn(client.close())
 

@@ -167,10 +167,12 @@ def _data_path(args: argparse.Namespace, file: dict[str, Any]) -> DataPathOption
 
 
 def _seconds(name: str, value: Any, zero_allowed: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{name}: {value!r} is not a number of seconds")
-    if value == 0 and not zero_allowed:
+    """``value`` as seconds; ConfigError naming ``name`` when it is not (0 only if allowed)."""
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if not zero_allowed and not (number and value > 0):
         raise ConfigError(f"{name}: {value!r} is not a positive number of seconds")
+    if not (number and value >= 0):
+        raise ConfigError(f"{name}: {value!r} is not a number of seconds")
     return float(value)
 
 
@@ -218,15 +220,14 @@ def client_options(args: argparse.Namespace, needs_credential: bool = True) -> C
             f"{DEFAULT_CONFIG}, or use a credential that holds a signaling token"
         )
     timeout = args.timeout if args.timeout is not None else file.get("timeout", 20.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ConfigError(f"timeout: {timeout!r} is not a positive number of seconds")
+    seconds = _seconds("timeout", timeout, zero_allowed=False)
     return ClientOptions(
         signaling_url=str(url),
         token=token,
         target=args.target or str(file.get("target", DEFAULT_NAME)),
         credential=credential,
         ice=IcePolicy(_ice_servers(args, file)),
-        timeout=float(timeout),
+        timeout=seconds,
         relay_only=args.relay_only,
         data_path=_data_path(args, file),
         fall_forward=_seconds(

@@ -30,26 +30,27 @@ class Terminal:
             # One socket both ways (a connection ``forward`` handed to the agent): two pipe
             # transports on one descriptor would each watch it for reading.
             return await asyncio.open_connection(sock=socket.socket(fileno=os.dup(self.stdin)))
-        loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(
+        await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self.stdin, "rb", closefd=False)
         )
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, os.fdopen(self.stdout, "wb", closefd=False)
-        )
-        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+        return reader, await self._stdout_writer(reader)
 
     async def output(self) -> "Output":
         """stdout for a body: a regular file is written as it is, anything else without
         blocking the loop (in the agent, a slow reader must not stall the other commands)."""
         if stat.S_ISREG(os.fstat(self.stdout).st_mode):
             return Output(file_fd=self.stdout)
+        return Output(writer=await self._stdout_writer(None))
+
+    async def _stdout_writer(self, reader: asyncio.StreamReader | None) -> asyncio.StreamWriter:
+        """stdout as an asyncio stream; the descriptor stays open when the stream closes
+        (in the agent it is the caller's, closed with the request)."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, os.fdopen(self.stdout, "wb", closefd=False)
         )
-        return Output(writer=asyncio.StreamWriter(transport, protocol, None, loop))
+        return asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 PROCESS_STDIO = Terminal()
