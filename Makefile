@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help system-deps venv lint test test-unit test-integration test-molecule demo demo-clean lambda-zip bench clean
+.PHONY: help system-deps venv lint test images test-pytest test-unit test-integration test-molecule demo demo-clean lambda-zip bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -35,18 +35,21 @@ lint: venv  ## ruff, ruff format, mypy, the import direction, yamllint, ansible-
 	$(BIN)/yamllint --strict .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --offline -q
 
-test: venv  ## every check and test (CI runs this)
-	$(MAKE) lint
+# lint beside the image build, then pytest beside molecule: molecule's scenarios mostly wait on
+# their containers (apt, pip, systemd), so the two share 2 cores well. Each target's output is
+# printed whole when it ends.
+test: venv  ## every check and test (CI runs this): lint, pytest and every molecule scenario
+	$(MAKE) --jobs=2 --output-sync=target lint images
+	$(MAKE) --jobs=2 --output-sync=target test-pytest test-molecule
+
+images:  ## build the systemd images molecule and the demo start from (Debian 12 and 13), once
+	scripts/build-systemd-image.sh bookworm trixie
+
+test-pytest: venv  ## the unit, integration and end-to-end tests
 	$(BIN)/pytest
-	$(MAKE) test-molecule
 
-# podman on this kind of machine: runc (crun fails on hybrid cgroups) and ulimits within the
-# host's hard limits (podman's defaults are above them); see scripts/podman-env.sh.
-PODMAN_ENV := . scripts/podman-env.sh &&
-
-test-molecule: venv  ## the molecule scenario: the whole site in a systemd container
-	scripts/build-systemd-image.sh
-	$(PODMAN_ENV) cd molecule/.. && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
+test-molecule: venv images  ## every molecule scenario side by side: the site on Debian 12 and 13, the firewalls
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/molecule-all.sh
 
 test-unit: venv  ## unit tests only
 	$(BIN)/pytest tests/unit
@@ -54,10 +57,10 @@ test-unit: venv  ## unit tests only
 test-integration: venv  ## integration tests only (real sockets on loopback)
 	$(BIN)/pytest tests/integration
 
-demo: venv  ## start the local signaling gateway and prove an echo through it
+demo: venv  ## a homelab in a systemd container, provisioned by site.yml; proves echo, web and ssh over WebRTC
 	$(BIN)/python scripts/demo.py up
 
-demo-clean:  ## stop what `make demo` started and remove its state
+demo-clean:  ## remove the demo's container, image, agent, keys and credentials; say what is kept
 	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/demo.py down; else rm -rf .demo; fi
 
 lambda-zip: venv  ## build dist/signaling_lambda.zip (byte-reproducible)
@@ -71,5 +74,5 @@ bench: venv  ## run the benchmarks (prints tables and a JSON line each; the brid
 	$(BIN)/python -m benchmarks.hostile_daemon
 	$(BIN)/python -m benchmarks.browser_proxy
 
-clean: demo-clean  ## remove the venv and build output
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+clean: demo-clean  ## remove the venv, the wheel cache and build output
+	rm -rf $(VENV) .cache build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -5,7 +5,8 @@ target homelab, with ``attach`` listening on it from the start. The first call
 negotiates: it connects to signaling, offers, waits for the answer, then for ICE, DTLS
 and an ``echo`` probe channel, each step within the timeout; a failure says which step
 failed and what to do. A later call after the peer connection failed or closed
-negotiates again.
+negotiates again. The signaling link a connection was offered over stays open while it
+lives: closing the connection says ``bye`` there, and the homelab drops its peer at once.
 
 Falling forward: while the connection is relayed through TURN, the client tries a direct
 one in the background, one attempt at a time and ``fall_forward`` seconds apart (a peer
@@ -24,6 +25,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from websockets.exceptions import ConnectionClosed
 
 from homelab_p2p.authenticate import check_answer, offer_signal
 from p2p_protocol import signals
@@ -43,6 +45,11 @@ PROBE_LABEL = ECHO_LABEL
 REUSED_CHANNEL_TIMEOUT = 5.0
 """A channel on an established connection opens in one round trip; if it does not open
 within this, the homelab is taken to be gone (crashed, cut off) and a new connection is made."""
+BYE_TIMEOUT = 2.0
+"""How long closing a connection may spend saying ``bye`` and waiting for the homelab to close
+its end: a client that exits must not hang on a slow signaling service or a homelab that is
+gone. Without the bye the homelab still learns it, from DTLS's close_notify or, when that
+does not get through, ICE consent (~30 s); a peer still connecting only at its deadline."""
 
 
 class ClientStep(StrEnum):
@@ -155,7 +162,11 @@ class BridgeClient:
         self._channels: dict[RTCPeerConnection, int] = {}
         """Open channels per connection, so a relayed one left behind closes after its last."""
         self._draining: set[RTCPeerConnection] = set()
+        self._links: dict[RTCPeerConnection, Link] = {}
+        """The signaling link each connection was offered over, open while it lives: the homelab
+        knows the client by that link's id, so a ``bye`` must come over it."""
         self._background = OwnedTasks(log, "Looking for a direct path")
+        self._drains = OwnedTasks(log, "Closing a drained connection")
 
     async def open_service(self, label: str, attach: Callable[[RTCDataChannel], T]) -> T:
         """``attach(channel)`` for a data channel to ``label``, returned once the channel opened.
@@ -196,7 +207,7 @@ class BridgeClient:
                 return
             self._channels[pc] -= 1
             if pc in self._draining and self._channels[pc] == 0:
-                self._background.spawn(self._close_drained(pc))
+                self._drains.spawn(self._close_drained(pc))
 
         channel.on("close", closed)
 
@@ -217,13 +228,44 @@ class BridgeClient:
         async with self._lock:
             if self.pc is pc:
                 self.pc = None
-        await self._let_go(pc)
+        await self._let_go(pc, wait_for_homelab=False)  # it stopped answering
 
-    async def _let_go(self, pc: RTCPeerConnection) -> None:
+    async def _let_go(self, pc: RTCPeerConnection, wait_for_homelab: bool = True) -> None:
         """Close ``pc`` and forget it (a long-lived agent reconnects many times)."""
         self._channels.pop(pc, None)
         self._draining.discard(pc)
-        await pc.close()
+        await self._close(pc, wait_for_homelab)
+
+    async def _close(self, pc: RTCPeerConnection, wait_for_homelab: bool = True) -> None:
+        """Close ``pc`` and its link, saying bye first so the homelab drops its peer at once.
+
+        ``wait_for_homelab``: after the bye, let the homelab close its end of a connected
+        ``pc`` first; closing ours at once would race the bye with DTLS's close_notify, which
+        takes the direct path and wins (the homelab then drops it for that instead)."""
+        link = self._links.pop(pc, None)
+        try:
+            if link is not None:
+                await self._say_bye(link, pc if wait_for_homelab else None)
+        finally:  # also when cancelled (close() cancels a drain under way): nothing stays open
+            if link is not None:
+                await link.close()
+            await pc.close()
+
+    async def _say_bye(self, link: Link, pc: RTCPeerConnection | None) -> None:
+        """Sends ``bye`` over ``link`` and waits for the homelab to close its end of ``pc``
+        if connected, best effort within ``BYE_TIMEOUT``. A link that signaling closed already
+        (API Gateway's 10-minute idle timeout) cannot carry it: the homelab learns it as
+        without a bye."""
+        if link.closed.is_set():
+            return
+        bye = {"action": "sendSignal", "to": self.options.target, "data": {"type": "bye"}}
+        try:
+            async with asyncio.timeout(BYE_TIMEOUT):
+                await link.send(bye)
+                if pc is not None and pc.connectionState == "connected":
+                    await _closed(pc)
+        except (SignalingError, TimeoutError, ConnectionClosed) as exc:
+            log.debug("Saying bye to %r: %s", self.options.target, str(exc) or type(exc).__name__)
 
     async def connect(self) -> RTCPeerConnection:
         """The peer connection, negotiated now if there is none or the last one failed."""
@@ -239,12 +281,18 @@ class BridgeClient:
             return self.pc
 
     async def close(self) -> None:
+        """Close every connection, each saying bye; safe to call again."""
         await self._background.cancel()
-        for pc in [*self._draining, *([self.pc] if self.pc is not None else [])]:
-            await pc.close()
+        await self._drains.wait()  # not cancelled: each is short, and its bye would be cut off
+        # _links too: one still negotiating, or a direct one whose fall forward was cancelled.
+        current = [self.pc] if self.pc is not None else []
+        closing = dict.fromkeys([*self._draining, *current, *self._links])
+        # Forgotten first: a channel the homelab closes meanwhile must not start a drain.
         self._draining.clear()
         self._channels.clear()
         self.pc = None
+        for pc in closing:
+            await self._close(pc)
 
     async def _fall_forward(self, relayed: RTCPeerConnection) -> None:
         """Tries a direct path every ``fall_forward`` seconds while ``relayed`` is in use."""
@@ -266,7 +314,7 @@ class BridgeClient:
                 continue
             async with self._lock:
                 if self.pc is not relayed:  # replaced meanwhile (it failed, or we closed)
-                    await direct.close()
+                    await self._close(direct)
                     return
                 self.pc = direct
                 if self._channels.get(relayed, 0) > 0:
@@ -313,6 +361,7 @@ class BridgeClient:
                     "data": offer_signal(credential, options.target, offer),
                 }
             )
+            self._links[pc] = link  # the homelab has a peer for it now: closing says bye
             answer = await self._wait_answer(negotiation)
             self._check_answer(credential, offer, answer)
             remote = without_relay_candidates(answer.sdp) if direct_only else answer.sdp
@@ -320,10 +369,10 @@ class BridgeClient:
             await self._wait_connected(pc, negotiation)
             await self._wait_open(probe, PROBE_LABEL)
         except BaseException:
-            await pc.close()
+            # The bye drops the homelab's half-made peer at once, not at its connect deadline.
+            await self._close(pc, wait_for_homelab=False)
+            await link.close()  # when the offer did not go out (_close closed it if it did)
             raise
-        finally:
-            await link.close()
         pair = selected_pair(pc)
         log.info(
             "Connected to %r in %.2f s over %s",
@@ -420,3 +469,16 @@ class BridgeClient:
             raise ChannelRefused(
                 ClientStep.CHANNEL, f"the data channel {label!r} closed as it opened"
             )
+
+
+async def _closed(pc: RTCPeerConnection) -> None:
+    """Returns once ``pc`` is closed or failed (the caller bounds the wait)."""
+    ended = asyncio.Event()
+
+    def changed() -> None:
+        if pc.connectionState in ("closed", "failed"):
+            ended.set()
+
+    pc.on("connectionstatechange", changed)  # removed with the rest when pc closes
+    changed()
+    await ended.wait()

@@ -16,7 +16,7 @@ from homelab_p2p.fetchrequest import FetchRequest
 from homelab_p2p.httpclient import ChannelRequest, HttpExchangeError
 from homelab_p2p.terminal import PROCESS_STDIO, Output, Terminal
 from p2p_protocol.messages import ErrorCode
-from p2p_runtime.stop import stop_on_signal
+from p2p_runtime.stop import run_until_signalled, stop_on_signal
 from p2p_runtime.tasks import OwnedTasks
 from p2p_webrtc import install
 from p2p_webrtc.channels import ChannelBridge
@@ -176,8 +176,15 @@ async def pipe(
     """stdin/stdout to ``service``: ``ssh -o ProxyCommand='homelab-p2p pipe ssh' user@homelab``.
 
     ``client``: a connection to reuse (the agent's); without one, a new one."""
-    async with _connection(options, client) as connection:
-        return await _pipe(connection, service, terminal)
+
+    async def run() -> int:
+        async with _connection(options, client) as connection:
+            return await _pipe(connection, service, terminal)
+
+    if client is not None:  # the agent's: its caller going away cancels this
+        return await run()
+    # ssh ends its ProxyCommand with SIGHUP: close the connection and say bye even then.
+    return await run_until_signalled(run())
 
 
 async def _pipe(client: BridgeClient, service: str, terminal: Terminal) -> int:

@@ -2,8 +2,11 @@
 
 import asyncio
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+HANGUP_SIGNALS = (signal.SIGHUP, *STOP_SIGNALS)
 
 
 def stop_on_signal() -> asyncio.Event:
@@ -17,3 +20,31 @@ def stop_on_signal() -> asyncio.Event:
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+async def run_until_signalled(work: Coroutine[Any, Any, int]) -> int:
+    """``work``'s exit status; SIGHUP, SIGTERM or SIGINT cancel it instead, and once its
+    cleanup has run the status is 128 + the signal's number (as a shell reports it).
+
+    ssh ends its ProxyCommand with SIGHUP: a command that simply died of it would not close
+    what it holds, and its peer would learn it only from a timeout.
+    """
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in HANGUP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not received:
+            raise  # cancelled from outside, not by a signal
+        return 128 + received[0]
+    finally:
+        for signum in HANGUP_SIGNALS:
+            loop.remove_signal_handler(signum)

@@ -63,8 +63,8 @@ def test_site_yml_deploys_converges_and_check_mode_stays_clean(
 
     first = deployment.deploy().assert_ok()
     assert first.changed > 0
-    assert deployment.deploy().assert_ok().changed == 0
-    assert deployment.deploy("--check").assert_ok().changed == 0
+    deployment.deploy().assert_ok().assert_unchanged()
+    deployment.deploy("--check").assert_ok().assert_unchanged()
 
     api = only_api(deployment)
     api_id = api["ApiId"]
@@ -237,7 +237,7 @@ def test_the_browser_pages_are_two_throttled_https_apis_and_can_be_turned_off(
     environment = lambda_.get_function_configuration(FunctionName=FUNCTION)["Environment"]
     assert not set(PAGES_VARIABLES) & set(environment["Variables"])
     assert ask_page(environment["Variables"], console, "/proxy.html")[0] == 404
-    assert deployment.deploy(signaling_aws_proxy_pages="false").assert_ok().changed == 0
+    deployment.deploy(signaling_aws_proxy_pages="false").assert_ok().assert_unchanged()
 
 
 def test_a_secret_given_from_the_vault_is_deployed_and_none_is_generated(
@@ -296,7 +296,7 @@ def test_update_lambda_publishes_changed_code_waits_and_keeps_the_configuration(
         assert after[key] == before[key], key
 
     again = deployment.playbook("playbooks/update-lambda.yml", signaling_aws_source_dir=str(source))
-    assert again.assert_ok().changed == 0
+    again.assert_ok().assert_unchanged()
     assert len(lambda_.list_versions_by_function(FunctionName=FUNCTION)["Versions"]) == len(
         versions
     )
@@ -328,10 +328,10 @@ def test_the_revocation_list_reaches_the_function_and_a_deploy_keeps_it(
     assert after.pop("SIGNALING_REVOKED") == "0123456789abcdef,fedcba9876543210"
     assert after == before  # the secret and the registry's settings untouched
     again = deployment.playbook("playbooks/revocation.yml", homelab_p2p_revocation_list=listed)
-    assert again.assert_ok().changed == 0
+    again.assert_ok().assert_unchanged()
 
     # A deploy that does not know the list (signaling alone) keeps it; one that does, sets it.
-    assert deployment.deploy().assert_ok().changed == 0
+    deployment.deploy().assert_ok().assert_unchanged()
     assert environment()["SIGNALING_REVOKED"] == "0123456789abcdef,fedcba9876543210"
     grown = revocation_list(tmp_path / "grown.json", "0123456789abcdef", "00000000000000aa")
     preview = deployment.deploy("--check", homelab_p2p_revocation_list=grown).assert_ok()
@@ -353,7 +353,7 @@ def test_teardown_removes_everything_and_a_second_teardown_changes_nothing(
 ) -> None:
     deployment.deploy().assert_ok()
     assert deployment.playbook("playbooks/teardown-aws.yml").assert_ok().changed > 0
-    assert deployment.playbook("playbooks/teardown-aws.yml").assert_ok().changed == 0
+    deployment.playbook("playbooks/teardown-aws.yml").assert_ok().assert_unchanged()
 
     assert deployment.client("lambda").list_functions()["Functions"] == []
     assert deployment.client("apigatewayv2").get_apis()["Items"] == []

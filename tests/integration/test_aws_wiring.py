@@ -147,5 +147,5 @@ def test_lambda_env_registry_is_the_functions_own_environment_and_survives_a_dep
 
     assert laptop_id() == HOME
     # A deploy after the homelab registered must not unregister it.
-    assert deployment.deploy(signaling_registry_backend="lambda_env").assert_ok().changed == 0
+    deployment.deploy(signaling_registry_backend="lambda_env").assert_ok().assert_unchanged()
     assert laptop_id() == HOME

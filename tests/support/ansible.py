@@ -21,8 +21,12 @@ def run_local_play(
     *variables: str,
     environment: dict[str, str] | None = None,
     options: Sequence[str] = (),
+    inventory: str = "localhost,",
 ) -> subprocess.CompletedProcess[str]:
     """``play`` (YAML) against localhost over the local connection, ``-e`` for each variable.
+
+    ``inventory`` is ansible-playbook's ``-i``: the bare host by default, or a file that puts
+    localhost in the site's groups.
 
     The repository's ansible.cfg applies (roles, filter plugins) whatever the current
     directory; ``environment`` replaces the default one (that config and the venv on PATH);
@@ -30,7 +34,7 @@ def run_local_play(
     """
     playbook = workdir / "play.yml"
     playbook.write_text(play)
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", *options, str(playbook)]
+    argv = [str(ANSIBLE_PLAYBOOK), "-i", inventory, "-c", "local", *options, str(playbook)]
     for variable in variables:
         argv += ["-e", variable]
     default = {

@@ -54,6 +54,14 @@ class Run:
         assert self.failed == 0, self.output
         return self
 
+    def assert_unchanged(self) -> "Run":
+        """changed=0, or the tasks that changed something, with their results."""
+        changed = re.findall(
+            r"^TASK \[[^\n]*\n(?:(?!TASK \[).*\n)*?changed: .*$", self.output, re.M
+        )
+        assert self.changed == 0, "\n".join(changed) or self.output
+        return self
+
 
 @dataclass
 class AwsDeployment:
