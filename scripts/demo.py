@@ -356,7 +356,7 @@ def down() -> None:
         )
     kept = [
         f"{ROOT}/.cache/wheelhouse/: the wheels built and downloaded for the homelab; the next "
-        "`make demo` and molecule reuse them (`make clean` removes them)",
+        "`make demo` reuses them (`make clean` removes them)",
         f"{ROOT}/.venv/: the project and its tools (`make clean` removes it)",
         "the Debian packages `make demo` installed (podman, debootstrap, ...): others may use them",
     ]
