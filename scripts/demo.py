@@ -12,6 +12,7 @@ what `down` lists as kept (and why).
 """
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -108,10 +109,7 @@ def install_web_service() -> bool:
     changed = False
     podman("exec", CONTAINER, "mkdir", "-p", WEB_ROOT)
     for target, source in wanted.items():
-        digest = subprocess.run(
-            ["sha256sum", str(source)], capture_output=True, text=True, check=True
-        ).stdout.split()[0]
-        if have.get(target) != digest:
+        if have.get(target) != hashlib.sha256(source.read_bytes()).hexdigest():
             podman("cp", str(source), f"{CONTAINER}:{target}")
             changed = True
     if changed:
