@@ -1,17 +1,23 @@
 """Signaling through the local gateway on loopback: relay rate, relay latency, memory.
 
-    .venv/bin/python benchmarks/signaling.py [--clients 50] [--messages 200] [--idle 1000]
+    .venv/bin/python -m benchmarks.signaling [--clients 50] [--messages 200] [--idle 1000]
+        [--workers 0,2]
 
 One homelab registered as "laptop" and N clients, each sending offers to "laptop" (the
-handler resolves the name, checks the homelab with GetConnection and posts to it) and
-getting an answer back by connection id (one post), all through a `signaling-gateway`
-process started as users start it. Every message carries its send time; latency is the
-one-way time from send to arrival, clients and homelab sharing one clock.
+handler resolves the name and posts to it) and getting an answer back by connection id
+(one post), all through a `signaling-gateway` process started as users start it, once per
+``--workers`` value (its ``--handler-workers``; 0 is the old path: handler threads in the
+gateway's process, management API calls over loopback HTTP), one after the other in the
+same run. Every message carries its send time; latency is the one-way time from send to
+arrival, clients and homelab sharing one clock.
 
 Phases: "saturated" keeps a window of messages in flight per client (the most the gateway
 relays); "paced" sends at a fixed total rate below that and shows the latency a lightly
 loaded gateway gives; "idle" holds many connections open at once and reads the gateway's
-resident memory. Prints a table and one JSON line.
+memory (the gateway's own RSS, and the proportional set size of it and its workers
+together: forked workers share most of their pages with it). CPU seconds per 1,000
+relayed messages in the saturated phase are read for the gateway, its workers and this
+benchmark's own clients. Prints a table and one JSON line.
 """
 
 import argparse
@@ -33,6 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.report import machine_description, print_rows, report
 from p2p_protocol.tokens import issue_token
+from signaling_gateway.pool import default_worker_count
 
 SECRET = os.urandom(32).hex().encode()
 BIN = Path(sys.executable).parent
@@ -60,7 +67,7 @@ class Phase:
 
 
 def start_gateway(
-    workdir: Path, log_level: str, connections: int
+    workdir: Path, log_level: str, connections: int, workers: int
 ) -> tuple[subprocess.Popen[str], str]:
     """The gateway, without rate limit, taking ``connections`` at once from this host."""
     secret = workdir / "secret"
@@ -80,6 +87,8 @@ def start_gateway(
             str(connections),
             "--log-level",
             log_level,
+            "--handler-workers",
+            str(workers),
         ],
         stdout=subprocess.PIPE,
         stderr=(workdir / "gateway.log").open("w"),
@@ -176,9 +185,28 @@ async def relay_phase(
     return phase
 
 
+def memory_mb(gateway: psutil.Process) -> tuple[float, float]:
+    """The gateway's RSS, and the PSS of it and its workers together (MB)."""
+    rss = gateway.memory_info().rss
+    pss = sum(p.memory_full_info().pss for p in [gateway, *gateway.children()])
+    return rss / 2**20, pss / 2**20
+
+
+def cpu_seconds(gateway: psutil.Process) -> tuple[float, float, float]:
+    """CPU seconds so far: the gateway's process, its workers, this benchmark."""
+    own = gateway.cpu_times()
+    workers = [p.cpu_times() for p in gateway.children()]
+    mine = psutil.Process().cpu_times()
+    return (
+        own.user + own.system,
+        sum(t.user + t.system for t in workers),
+        mine.user + mine.system,
+    )
+
+
 async def idle_phase(url: str, pid: int, count: int) -> dict[str, float | int]:
     gateway = psutil.Process(pid)
-    before = gateway.memory_info().rss
+    before, pss_before = memory_mb(gateway)
     semaphore = asyncio.Semaphore(50)
 
     async def one(n: int) -> ClientConnection:
@@ -187,24 +215,26 @@ async def idle_phase(url: str, pid: int, count: int) -> dict[str, float | int]:
 
     sockets = await asyncio.gather(*(one(n) for n in range(count)))
     held = await asyncio.gather(*(identify(ws) for ws in sockets))  # every one answers: all open
-    after = gateway.memory_info().rss
+    after, pss_after = memory_mb(gateway)
     await asyncio.gather(*(ws.close() for ws in sockets))
     return {
         "connections": len(held),
-        "rss_before_mb": round(before / 2**20, 1),
-        "rss_mb": round(after / 2**20, 1),
-        "kb_per_connection": round((after - before) / len(held) / 1024, 1),
+        "rss_before_mb": round(before, 1),
+        "rss_mb": round(after, 1),
+        "pss_with_workers_before_mb": round(pss_before, 1),
+        "pss_with_workers_mb": round(pss_after, 1),
+        "kb_per_connection": round((after - before) * 1024 / len(held), 1),
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+async def run_gateway(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    """Every phase against one gateway with ``workers`` handler workers."""
     with tempfile.TemporaryDirectory() as workdir:
         # Every connection comes from 127.0.0.1: room for the idle phase's and the others',
         # with margin for closed ones whose end the gateway has yet to see.
         connections = 2 * (args.idle + args.clients) + 16
-        process, url = start_gateway(Path(workdir), args.log_level, connections)
+        process, url = start_gateway(Path(workdir), args.log_level, connections, workers)
+        gateway = psutil.Process(process.pid)
         try:
             homelab = await open_ws(url, "homelab", "laptop")
             token = issue_token(SECRET, "homelab", "laptop", 3600)
@@ -213,9 +243,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             current: list[Phase] = [Phase("warm-up")]
             homelab_task = asyncio.create_task(homelab_loop(homelab, current))
             await relay_phase(url, current, "warm-up", 5, 20, 4, 0)
+            cpu_before = cpu_seconds(gateway)
             saturated = await relay_phase(
                 url, current, "saturated", args.clients, args.messages, 4, 0
             )
+            cpu = [b - a for a, b in zip(cpu_before, cpu_seconds(gateway), strict=True)]
             # Each offer is relayed twice (offer in, answer back): half the saturated relay rate
             # is a quarter of it in offers.
             rate = args.paced_rate or max(25.0, 0.25 * saturated.relayed / saturated.elapsed)
@@ -234,15 +266,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             process.terminate()
             process.wait(timeout=30)
+    per_thousand = 1000 / saturated.relayed
+    return {
+        "workers": workers,
+        "relay": [saturated.row(), paced.row()],
+        "cpu_s_per_1000": {
+            "gateway": round(cpu[0] * per_thousand, 3),
+            "workers": round(cpu[1] * per_thousand, 3),
+            "benchmark_clients": round(cpu[2] * per_thousand, 3),
+        },
+        "idle": idle,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    runs = [await run_gateway(args, workers) for workers in args.workers]
     return {
         "benchmark": "signaling",
         "machine": machine_description(),
         "gateway_log_level": args.log_level,
         "clients": args.clients,
-        "relay": [saturated.row(), paced.row()],
-        "idle": idle,
-        "goals": {"relayed_per_second": 5000, "p99_ms": 10, "idle_1000_rss_mb": 200},
+        "runs": runs,
+        "goals": {"relayed_per_second": 5000, "p99_ms": 10, "idle_1000_pss_mb": 200},
     }
+
+
+def _label(workers: int) -> str:
+    return "threads (old path)" if workers == 0 else f"{workers} workers"
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -250,19 +302,43 @@ def print_table(result: dict[str, Any]) -> None:
         f"\nsignaling benchmark: {result['machine']}, gateway log level "
         f"{result['gateway_log_level']}, 1 homelab + {result['clients']} clients\n"
     )
-    columns = [
-        ("phase", "phase", 22),
-        ("relayed", "relayed", 10),
-        ("msgs/s", "per_second", 10),
-        ("p50 ms", "p50_ms", 10),
-        ("p99 ms", "p99_ms", 10),
+    rows = [
+        {"handler": _label(run["workers"]), **row, **run["cpu_s_per_1000"]}
+        for run in result["runs"]
+        for row in run["relay"]
     ]
-    print_rows(columns, result["relay"])
-    idle = result["idle"]
-    print(
-        f"\nidle: {idle['connections']} connections held, gateway RSS {idle['rss_mb']} MB "
-        f"(before {idle['rss_before_mb']} MB, {idle['kb_per_connection']} KB per connection)\n"
-    )
+    columns = [
+        ("handler", "handler", 20),
+        ("phase", "phase", 18),
+        ("relayed", "relayed", 9),
+        ("msgs/s", "per_second", 9),
+        ("p50 ms", "p50_ms", 9),
+        ("p99 ms", "p99_ms", 9),
+        ("CPU s/1000: gateway", "gateway", 21),
+        ("workers", "workers", 9),
+        ("clients", "benchmark_clients", 9),
+    ]
+    print_rows(columns, rows)
+    print()
+    for run in result["runs"]:
+        idle = run["idle"]
+        print(
+            f"idle, {_label(run['workers'])}: {idle['connections']} connections held, gateway "
+            f"RSS {idle['rss_mb']} MB (before {idle['rss_before_mb']} MB, "
+            f"{idle['kb_per_connection']} KB per connection), PSS with its workers "
+            f"{idle['pss_with_workers_mb']} MB (before {idle['pss_with_workers_before_mb']} MB)"
+        )
+    print()
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list such as 0,2") from None
+    if any(count < 0 for count in counts):
+        raise argparse.ArgumentTypeError("worker counts are 0 or more")
+    return counts
 
 
 def main() -> None:
@@ -278,6 +354,13 @@ def main() -> None:
         help="offers/s in the paced phase (default: half the saturated relay rate)",
     )
     parser.add_argument("--idle", type=int, default=1000, help="connections held in the idle phase")
+    parser.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=[0, default_worker_count()],
+        help="the gateway's --handler-workers, one gateway after the other (default: 0 and "
+        "the gateway's default, one per CPU)",
+    )
     parser.add_argument(
         "--log-level",
         default="DEBUG",

@@ -9,6 +9,7 @@ import resource
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
@@ -25,14 +26,24 @@ from p2p_runtime.revocation import RevocationList
 from p2p_runtime.sdnotify import notify
 from p2p_runtime.stop import stop_on_signal
 from p2p_runtime.watchdog import keep_watchdog, watchdog_interval
+from signaling_gateway.inprocess import IN_PROCESS_ENDPOINT, InProcessManagementApi
 from signaling_gateway.metrics import GatewayCollector
-from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig, Handler
+from signaling_gateway.pool import HandlerPool, Invoker, ThreadInvoker, default_worker_count
+from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig
 from signaling_gateway.sigv4 import new_secret as new_management_secret
+from signaling_gateway.worker import Handler, SharedRegistry
 from signaling_lambda.app import SignalingApp
+from signaling_lambda.management import ConnectionsDirectory
 from signaling_lambda.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 log = logging.getLogger("signaling_gateway")
 PROG = "signaling-gateway"
+MAX_HANDLER_WORKERS = 64
+HANDLER_THREADS = 16
+"""Threads of the old path (``--handler-workers 0``)."""
 # An installed wheel carries frontend/ inside the package; a checkout has it at the top.
 FRONTEND_DIRS = (
     Path(__file__).resolve().parent / "frontend",
@@ -189,11 +200,20 @@ def _add_cap_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--handlers-per-token",
         type=int,
-        default=2,
+        default=8,
         metavar="N",
-        help="messages of one token's connections (one address's, without auth) handled at "
-        "once; the rest wait their turn, so one token cannot take the whole handler pool "
-        "(default: %(default)s)",
+        help="messages of one token's connections (one address's, without auth) at the "
+        "handler at once, running or queued there; the rest wait their turn, unread, so one "
+        "token cannot fill the handler pool (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--handler-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that run the handler beside the event loop, each connection's "
+        "messages in order; 0 runs it in threads of this process with its management API "
+        f"calls over HTTP, the old path (default: one per CPU, {default_worker_count()} here)",
     )
 
 
@@ -239,6 +259,8 @@ def _checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     ):
         if count < 1:
             parser.error(f"{option} must be a positive number")
+    if args.handler_workers is not None and not 0 <= args.handler_workers <= MAX_HANDLER_WORKERS:
+        parser.error(f"--handler-workers must be between 0 and {MAX_HANDLER_WORKERS}")
     if args.max_send_buffer < MAX_MESSAGE_BYTES:
         parser.error(
             f"--max-send-buffer must be at least {MAX_MESSAGE_BYTES} bytes (the largest message)"
@@ -276,24 +298,24 @@ async def serve(
     settings: Settings,
     revocations: RevocationList | None = None,
     metrics_address: tuple[str, int] | None = None,
+    pool: HandlerPool | None = None,
 ) -> int:
-    # The handler signs its management API calls as it does on AWS, with the secret the
-    # management API checks (sigv4.py): no other local user can call that API.
-    session = boto3.session.Session(
-        aws_access_key_id="signaling-gateway",
-        aws_secret_access_key=config.management_secret,
-        region_name="us-east-1",
-    )
+    """Serve until a signal; ``pool`` runs the handler (None: threads, the old path)."""
 
-    def make_handler(management_url: str) -> Handler:
-        return SignalingApp.from_settings(
+    def make_invoker(management_url: str) -> Invoker:
+        if pool is not None:
+            return pool
+        # The handler signs its management API calls as it does on AWS, with the secret the
+        # management API checks (sigv4.py): no other local user can call that API.
+        handler = SignalingApp.from_settings(
             replace(settings, management_endpoint=management_url),
-            session,
+            _management_session(config.management_secret),
             MANAGEMENT_CLIENT_CONFIG,
             revoked=revocations.current if revocations is not None else None,
         )
+        return ThreadInvoker(handler, HANDLER_THREADS)
 
-    gateway = Gateway(config, make_handler)
+    gateway = Gateway(config, make_invoker)
     try:
         await gateway.start()
     except OSError as exc:
@@ -321,6 +343,15 @@ async def serve(
             )
             return 1
     stop = stop_on_signal()
+    workers_lost = False
+    if pool is not None:
+
+        def all_lost() -> None:
+            nonlocal workers_lost
+            workers_lost = True
+            stop.set()
+
+        pool.on_all_lost = all_lost
     print(f"Serving {gateway.url}", flush=True)
     notify(STATUS=f"Serving {gateway.url}")
     log.info(
@@ -348,8 +379,53 @@ async def serve(
     await gateway.close()
     if endpoint is not None:
         await endpoint.close()
+    if workers_lost:
+        print(
+            f"{PROG}: every handler worker is gone (the log says why); the gateway stopped. "
+            "Start it again, or with --handler-workers 0 to run the handler in this process.",
+            file=sys.stderr,
+        )
+        return 1
     log.info("Stopped")
     return 0
+
+
+def _management_session(management_secret: str) -> boto3.session.Session:
+    """The handler's AWS session: it signs with the secret the management API checks."""
+    return boto3.session.Session(
+        aws_access_key_id="signaling-gateway",
+        aws_secret_access_key=management_secret,
+        region_name="us-east-1",
+    )
+
+
+def start_pool(
+    size: int,
+    config: GatewayConfig,
+    settings: Settings,
+    revocations: RevocationList | None,
+) -> HandlerPool:
+    """Fork the handler workers (before the event loop: a fork copies no running thread)."""
+
+    def build_handler(management: InProcessManagementApi, registry: SharedRegistry) -> Handler:
+        session = _management_session(config.management_secret)
+
+        def make_client(endpoint: str) -> "ApiGatewayManagementApiClient":
+            client = session.client(
+                "apigatewaymanagementapi", endpoint_url=endpoint, config=MANAGEMENT_CLIENT_CONFIG
+            )
+            management.register(client.meta.events)
+            return client
+
+        endpoint = IN_PROCESS_ENDPOINT.format(stage=config.stage)
+        return SignalingApp(
+            replace(settings, management_endpoint=endpoint),
+            registry,
+            ConnectionsDirectory(make_client, endpoint),
+            revoked=revocations.current if revocations is not None else None,
+        )
+
+    return HandlerPool(size, config.stage, settings.registry_ttl_seconds, build_handler)
 
 
 def _gateway_config(args: argparse.Namespace, management_secret: str) -> GatewayConfig:
@@ -412,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_open_file_limit()
     config = _gateway_config(args, management_secret)
-    return asyncio.run(serve(config, settings, revocations, args.metrics_address))
+    workers = default_worker_count() if args.handler_workers is None else args.handler_workers
+    pool = start_pool(workers, config, settings, revocations) if workers else None
+    return asyncio.run(serve(config, settings, revocations, args.metrics_address, pool))
 
 
 if __name__ == "__main__":

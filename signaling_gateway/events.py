@@ -100,3 +100,15 @@ class EventFactory:
         context["disconnectStatusCode"] = status_code
         context["disconnectReason"] = reason
         return {"headers": {}, "requestContext": context, "isBase64Encoded": False}
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """The parts of Lambda's context object a handler may read."""
+
+    aws_request_id: str
+    function_name: str = "signaling-gateway"
+    memory_limit_in_mb: int = 128
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000

@@ -80,14 +80,58 @@ def _iso(epoch: float) -> str:
     )
 
 
-class ManagementApi:
-    def __init__(
-        self, table: ConnectionTable, stage: str, writer: ConnectionWriter, secret: str
-    ) -> None:
-        """``secret``: the secret access key a caller's SigV4 signature must be made with."""
+class ManagementOperations:
+    """What the management API does to the gateway's connections: for its HTTP routes and for
+    the handler workers, which call it in process (pool.py)."""
+
+    def __init__(self, table: ConnectionTable, writer: ConnectionWriter) -> None:
         self._table = table
-        self._stage = stage
         self._writer = writer
+
+    def open_connection(self, connection_id: str) -> LiveConnection | None:
+        """The connection, unless it has closed or the gateway is closing it (gone)."""
+        connection = self._table.get(connection_id)
+        return None if connection is None or connection.closing else connection
+
+    async def post(self, connection_id: str, data: bytes) -> bool:
+        """Send ``data`` to the connection; False when it is gone."""
+        connection = self.open_connection(connection_id)
+        if connection is None:
+            return False
+        if not await self._writer.send(connection, data, text=_is_utf8(data)):
+            return False
+        metrics.count_delivered(data)
+        return True
+
+    def info(self, connection_id: str) -> dict[str, Any] | None:
+        """``GetConnection``'s answer, or None when the connection is gone."""
+        connection = self.open_connection(connection_id)
+        if connection is None:
+            return None
+        return {
+            "connectedAt": _iso(connection.caller.connected_at),
+            "identity": {
+                "sourceIp": connection.caller.source_ip,
+                "userAgent": connection.caller.user_agent,
+            },
+            "lastActiveAt": _iso(connection.last_active_epoch),
+        }
+
+    def delete(self, connection_id: str) -> bool:
+        """Start closing the connection; False when it is gone."""
+        connection = self.open_connection(connection_id)
+        if connection is None:
+            return False
+        log.info("Closing connection %s on request of the management API", connection_id)
+        self._writer.close(connection, 1000, "Connection deleted")
+        return True
+
+
+class ManagementApi:
+    def __init__(self, operations: ManagementOperations, stage: str, secret: str) -> None:
+        """``secret``: the secret access key a caller's SigV4 signature must be made with."""
+        self._operations = operations
+        self._stage = stage
         self._secret = secret
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -139,46 +183,33 @@ class ManagementApi:
         )
         return _forbidden()
 
-    def _connection(self, request: web.Request) -> LiveConnection | web.Response:
-        """The open connection a request names, or the error response refusing the request."""
+    def _connection_id(self, request: web.Request) -> str | None:
+        """The connection a request names; None for another stage (Forbidden, as on AWS)."""
         if request.match_info["stage"] != self._stage:
-            return _forbidden()
-        connection_id = request.match_info["connection_id"]
-        connection = self._table.get(connection_id)
-        if connection is None or connection.closing:
-            return _gone(connection_id)
-        return connection
+            return None
+        return request.match_info["connection_id"]
 
     async def _post(self, request: web.Request) -> web.Response:
-        connection = self._connection(request)
-        if isinstance(connection, web.Response):
-            return connection
-        data = await request.read()
-        if not await self._writer.send(connection, data, text=_is_utf8(data)):
-            return _gone(connection.connection_id)
-        metrics.count_delivered(data)
+        connection_id = self._connection_id(request)
+        if connection_id is None:
+            return _forbidden()
+        if not await self._operations.post(connection_id, await request.read()):
+            return _gone(connection_id)
         return web.Response(status=200)
 
     async def _get(self, request: web.Request) -> web.Response:
-        connection = self._connection(request)
-        if isinstance(connection, web.Response):
-            return connection
-        body: dict[str, Any] = {
-            "connectedAt": _iso(connection.caller.connected_at),
-            "identity": {
-                "sourceIp": connection.caller.source_ip,
-                "userAgent": connection.caller.user_agent,
-            },
-            "lastActiveAt": _iso(connection.last_active_epoch),
-        }
-        return _json(body)
+        connection_id = self._connection_id(request)
+        if connection_id is None:
+            return _forbidden()
+        found = self._operations.info(connection_id)
+        return _gone(connection_id) if found is None else _json(found)
 
     async def _delete(self, request: web.Request) -> web.Response:
-        connection = self._connection(request)
-        if isinstance(connection, web.Response):
-            return connection
-        log.info("Closing connection %s on request of the management API", connection.connection_id)
-        self._writer.close(connection, 1000, "Connection deleted")
+        connection_id = self._connection_id(request)
+        if connection_id is None:
+            return _forbidden()
+        if not self._operations.delete(connection_id):
+            return _gone(connection_id)
         return web.Response(status=204)
 
 

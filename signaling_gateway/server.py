@@ -6,9 +6,9 @@ handled in order, 1009 for messages over 128 KiB, an idle timeout and a maximum 
 close with 1001, and a per-connection rate limit answered with ``rate_limited``. Beyond API
 Gateway: caps on connections in all, per address and per token (caps.py), and a bound on
 what a client may leave unread (writer.py).
-Towards the handler: Lambda-shaped events and a management API over HTTP (management_api.py).
-Handler invocations run in a thread pool, as Lambda runs them beside the API, so their
-blocking boto3 calls never stall the event loop.
+Towards the handler: Lambda-shaped events, run beside the event loop by an Invoker
+(pool.py: worker processes by default, or threads), and the management API, answered in
+process for the workers (inprocess.py) and over HTTP for anyone else (management_api.py).
 """
 
 import asyncio
@@ -19,11 +19,11 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -38,12 +38,14 @@ from p2p_protocol.messages import (
     select_route,
 )
 from p2p_runtime.ratelimit import TokenBucket
+from p2p_runtime.tasks import OwnedTasks
 from signaling_gateway import metrics
 from signaling_gateway.apps_origin import AppsOrigin, origin, request_hostname
 from signaling_gateway.caps import CapReached, ConnectionCaps, CountedConnection
 from signaling_gateway.connections import ConnectionTable, LiveConnection
 from signaling_gateway.events import Caller, EventFactory, new_connection_id
-from signaling_gateway.management_api import ManagementApi
+from signaling_gateway.management_api import ManagementApi, ManagementOperations
+from signaling_gateway.pool import HandlerResponse, Invoker
 from signaling_gateway.shares import HandlerShares
 from signaling_gateway.sigv4 import new_secret as new_management_secret
 from signaling_gateway.static import json_response, static_response
@@ -57,10 +59,6 @@ MAX_MESSAGE_BYTES = 131072
 GOING_AWAY = 1001
 CLOSE_TIMEOUT = 5.0
 """Seconds a closing handshake may take before the TCP connection is dropped."""
-
-
-class Handler(Protocol):
-    def handle(self, event: object, context: object = None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -78,15 +76,14 @@ class GatewayConfig:
     apps_port: int | None = None
     """The browser proxy's app origin (served with ``static_dir``/apps). Default:
     ``port + 2`` (or any free port when ``port`` is 0); -1 serves none."""
-    handler_threads: int = 16
     max_connections: int = 1000
     max_connections_per_ip: int = 100
     max_connections_per_token: int = 16
     """Keyed by the raw ``token`` query value, counted before ``$connect`` checks it."""
     max_send_buffer: int = 1048576
     """Unsent bytes a connection may hold; past it, it is closed with 1008."""
-    handlers_per_token: int = 2
-    """Handler invocations at once for the messages of one token (shares.py)."""
+    handlers_per_token: int = 8
+    """Messages of one token at the handler at once, running or queued there (shares.py)."""
     management_secret: str = field(default_factory=new_management_secret, repr=False)
     """The management API takes only requests signed with it (SigV4, as the secret access
     key); the handler's boto3 session holds it. Default: a random one per gateway."""
@@ -105,18 +102,6 @@ class GatewayConfig:
         return self.port + 2 if self.port else 0
 
 
-@dataclass(frozen=True)
-class LambdaContext:
-    """The parts of Lambda's context object a handler may read."""
-
-    aws_request_id: str
-    function_name: str = "signaling-gateway"
-    memory_limit_in_mb: int = 128
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
 def _status(value: object) -> HTTPStatus:
     if isinstance(value, int) and 400 <= value <= 599:
         with contextlib.suppress(ValueError):
@@ -125,24 +110,23 @@ def _status(value: object) -> HTTPStatus:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, make_handler: Callable[[str], Handler]) -> None:
-        """``make_handler`` gets the management API's URL once it is listening."""
+    def __init__(self, config: GatewayConfig, make_invoker: Callable[[str], Invoker]) -> None:
+        """``make_invoker`` gets the management API's URL once it is listening."""
         self.config = config
-        self._make_handler = make_handler
+        self._make_invoker = make_invoker
         self._table = ConnectionTable()
         self._caps = ConnectionCaps(
             config.max_connections, config.max_connections_per_ip, config.max_connections_per_token
         )
-        self._writer = ConnectionWriter(config.max_send_buffer, CLOSE_TIMEOUT)
+        self._writer = ConnectionWriter(config.max_send_buffer, CLOSE_TIMEOUT, self._closing)
         self._shares = HandlerShares(config.handlers_per_token)
-        self._management = ManagementApi(
-            self._table, config.stage, self._writer, config.management_secret
-        )
-        self._executor = ThreadPoolExecutor(config.handler_threads, thread_name_prefix="handler")
+        self._operations = ManagementOperations(self._table, self._writer)
+        self._management = ManagementApi(self._operations, config.stage, config.management_secret)
+        self._failure_replies = OwnedTasks(log, "Telling a client its message failed")
         self._handshaking: weakref.WeakKeyDictionary[ServerConnection, Caller] = (
             weakref.WeakKeyDictionary()
         )
-        self._handler: Handler | None = None
+        self._invoker: Invoker | None = None
         self._server: Server | None = None
         self._apps: AppsOrigin | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -167,9 +151,10 @@ class Gateway:
         return len(self._table)
 
     async def start(self) -> None:
-        # The management API first: the handler is configured with its URL.
+        # The management API first: the threads' handler is configured with its URL.
         await self._management.start(self.config.management_port_to_bind())
-        self._handler = self._make_handler(self._management.url())
+        self._invoker = self._make_invoker(self._management.url())
+        await self._invoker.start(self._operations)
         self._server = await serve(
             self._serve_connection,
             self.config.host,
@@ -203,24 +188,22 @@ class Gateway:
             self._server.close()
             await self._server.wait_closed()  # returns once every connection handler has
         await self._writer.wait_closed()
+        await self._failure_replies.wait()
         if self._apps is not None:
             await self._apps.close()
         await self._management.close()
-        await asyncio.to_thread(self._executor.shutdown, True)
+        if self._invoker is not None:
+            await self._invoker.close()
 
-    async def _invoke(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """Run the handler on ``event`` in the pool; None if it raised (a bug: logged)."""
-        assert self._handler is not None
-        context = LambdaContext(event["requestContext"]["requestId"])
-        loop = asyncio.get_running_loop()
-        try:
-            response = await loop.run_in_executor(
-                self._executor, self._handler.handle, event, context
-            )
-        except Exception:
-            log.exception("The handler raised on %s (a bug)", event["requestContext"]["routeKey"])
-            return None
-        return response if isinstance(response, dict) else None
+    async def _invoke(self, event: dict[str, Any], connection_id: str) -> HandlerResponse:
+        """Run the handler on ``event`` and wait for it; None if it raised (a bug: logged)."""
+        assert self._invoker is not None
+        return await self._invoker.submit(event, connection_id)
+
+    def _closing(self, live: LiveConnection) -> None:
+        """The gateway started closing ``live``: posts to it are GoneException from now."""
+        if self._invoker is not None:
+            self._invoker.closed(live.connection_id)
 
     async def _route_request(
         self, connection: ServerConnection, request: Request
@@ -282,12 +265,15 @@ class Gateway:
         )
         headers, query = dict(request.headers.raw_items()), _query(request)
         # As API Gateway does: the authorizer first; its context goes with every later event.
-        decision = await self._invoke(self._events.authorizer_request(caller, headers, query))
+        events = self._events
+        decision = await self._invoke(
+            events.authorizer_request(caller, headers, query), caller.connection_id
+        )
         context = authorizer.allowed_context(decision)
         if context is None:
             return connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
         caller = dataclasses.replace(caller, authorizer=context)
-        answer = await self._invoke(self._events.connect(caller, headers, query))
+        answer = await self._invoke(events.connect(caller, headers, query), caller.connection_id)
         status = answer.get("statusCode") if answer else 500
         if status != 200:
             refused = _status(status)
@@ -307,6 +293,8 @@ class Gateway:
             share=_token(websocket) or caller.source_ip,
         )
         self._table.add(live)
+        assert self._invoker is not None
+        self._invoker.opened(caller.connection_id)
         try:
             await self._receive(live)
             # Closing: what it still sends stays unread (websockets stops reading once its
@@ -314,6 +302,8 @@ class Gateway:
             await websocket.wait_closed()
         finally:
             self._table.remove(caller.connection_id)
+            if not live.closing:
+                self._invoker.closed(caller.connection_id)
             await self._disconnected(live)
 
     async def _receive(self, live: LiveConnection) -> None:
@@ -338,6 +328,10 @@ class Gateway:
             pass
 
     async def _on_message(self, live: LiveConnection, message: str | bytes) -> None:
+        """Hand ``message`` to the handler. With an invoker that keeps each connection's order
+        this returns once it is handed over (the next one may follow at once); otherwise once
+        the handler is done with it."""
+        assert self._invoker is not None
         arrived = time.monotonic()
         if isinstance(message, bytes):
             route = "binary"
@@ -346,13 +340,29 @@ class Gateway:
             route = select_route(message)
             event = self._events.message(live.caller, route, message)
         metrics.MESSAGES.labels(route).inc()
-        async with self._shares.slot(live.share):
-            answer = await self._invoke(event)
+        await self._shares.acquire(live.share)
+        handled = self._invoker.submit(event, live.connection_id)
+        handled.add_done_callback(partial(self._handled, live, route, arrived, event))
+        if not self._invoker.keeps_order:
+            await asyncio.wait([handled])
+
+    def _handled(
+        self,
+        live: LiveConnection,
+        route: str,
+        arrived: float,
+        event: dict[str, Any],
+        handled: "asyncio.Future[HandlerResponse]",
+    ) -> None:
+        self._shares.release(live.share)
         metrics.HANDLING.labels(route).observe(time.monotonic() - arrived)
-        if answer is None:
+        if handled.cancelled() or handled.result() is None:
             # What API Gateway tells a client when its function fails.
             reply = internal_error_reply(live.connection_id, event["requestContext"]["requestId"])
-            await self._writer.send(live, encode(reply))
+            self._failure_replies.spawn(self._tell(live, reply))
+
+    async def _tell(self, live: LiveConnection, reply: dict[str, Any]) -> None:
+        await self._writer.send(live, encode(reply))
 
     async def _refuse_rate_limited(self, live: LiveConnection) -> None:
         rate = self.config.rate_limit
@@ -386,7 +396,7 @@ class Gateway:
             code, reason = sent.code, sent.reason
         else:
             code, reason = 1006, "Connection lost"
-        await self._invoke(self._events.disconnect(live.caller, code, reason))
+        await self._invoke(self._events.disconnect(live.caller, code, reason), live.connection_id)
 
     async def _sweep(self) -> None:
         """Close connections past the idle timeout or the maximum age, as API Gateway does."""

@@ -1,10 +1,10 @@
 """Each token's share of the handler pool: its connections' messages run a few at a time.
 
-The handler runs in a pool of threads, one message per connection at a time. Without a
-share, one token's many connections (up to --max-connections-per-token) would fill the pool
-with expensive messages and every other client's message would wait behind them, the GIL
-stretching each. With it, the messages of one token (or of one address, without
-authentication) take at most ``per_key`` threads at once; the rest wait their turn in order.
+The handler runs in a pool of workers (or threads). Without a share, one token's many
+connections (up to --max-connections-per-token) would fill the pool's queues with expensive
+messages and every other client's message would wait behind them. With it, at most
+``per_key`` messages of one token (or of one address, without authentication) are at the
+handler at once, running or queued there; the rest wait their turn in order, unread.
 """
 
 import asyncio
@@ -28,17 +28,34 @@ class HandlerShares:
         """Keys with a message running or waiting (the others are forgotten)."""
         return len(self._shares)
 
-    @contextlib.asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
-        """Hold one of ``key``'s slots while the block runs."""
+    async def acquire(self, key: str) -> None:
+        """Take one of ``key``'s slots, waiting for one if all are taken."""
         share = self._shares.get(key)
         if share is None:
             share = self._shares[key] = _Share(asyncio.Semaphore(self._per_key))
         share.users += 1
         try:
-            async with share.slots:
-                yield
+            await share.slots.acquire()
+        except BaseException:
+            self._leave(key, share)
+            raise
+
+    def release(self, key: str) -> None:
+        """Give back a slot ``acquire`` took."""
+        share = self._shares[key]
+        share.slots.release()
+        self._leave(key, share)
+
+    def _leave(self, key: str, share: _Share) -> None:
+        share.users -= 1
+        if not share.users:
+            del self._shares[key]
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        """Hold one of ``key``'s slots while the block runs."""
+        await self.acquire(key)
+        try:
+            yield
         finally:
-            share.users -= 1
-            if not share.users:
-                del self._shares[key]
+            self.release(key)

@@ -11,6 +11,7 @@ deadline, so no caller waits on a closing handshake either.
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -35,8 +36,15 @@ def write_limit(max_send_buffer: int) -> int:
 
 
 class ConnectionWriter:
-    def __init__(self, max_send_buffer: int, close_timeout: float) -> None:
+    def __init__(
+        self,
+        max_send_buffer: int,
+        close_timeout: float,
+        on_closing: Callable[[LiveConnection], None] = lambda _: None,
+    ) -> None:
+        """``on_closing`` learns of each connection the writer starts to close."""
         self._max_send_buffer = max_send_buffer
+        self._on_closing = on_closing
         self._close_deadline = close_timeout + 1.0  # websockets' own timeout goes first
         self._closing = OwnedTasks(log, "Closing a connection")
 
@@ -68,6 +76,7 @@ class ConnectionWriter:
         if live.closing:
             return False
         live.closing = True
+        self._on_closing(live)
         self._closing.spawn(self._close(live, code, reason), name=f"close-{live.connection_id}")
         return True
 

@@ -263,17 +263,16 @@ class SignalingApp:
             return
         target, name = self._resolve(signal.to)
         connections = self._connections.get(invocation.domain_name, invocation.stage)
-        reachable = True
-        if name is not None:
-            log.info("Verifying %s connection is alive...", id_label(name))
-            reachable = connections.is_alive(target)
-            if reachable:
-                log.info("%s connection verified as alive", id_label(name))
         ticket = None
         if name is not None and self._settings.secret is not None:
             ticket = reply_ticket(self._settings.secret, name, sender)
         envelope = encode(relay_envelope(sender, signal.to, signal.data, ticket))
-        if reachable and connections.post(target, envelope):
+        if name is not None:
+            # One call per relay: the post is the liveness check (GoneException: stale).
+            log.info("Verifying %s connection is alive...", id_label(name))
+        if connections.post(target, envelope):
+            if name is not None:
+                log.info("%s connection verified as alive", id_label(name))
             shown = target if name is None else f"{name} ({target})"
             log.info("Relayed %s from %s to %s", describe_data(signal.data), sender, shown)
             return

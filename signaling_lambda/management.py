@@ -48,7 +48,7 @@ def _explain(action: str, endpoint: str, exc: Exception) -> ManagementApiError:
 
 
 class Connections:
-    """Post to and check the connections behind one management endpoint."""
+    """Post to the connections behind one management endpoint."""
 
     def __init__(self, endpoint: str, client: "ApiGatewayManagementApiClient") -> None:
         self.endpoint = endpoint
@@ -59,12 +59,6 @@ class Connections:
         return self._reached(
             "PostToConnection",
             lambda: self._client.post_to_connection(ConnectionId=connection_id, Data=payload),
-        )
-
-    def is_alive(self, connection_id: str) -> bool:
-        """``GetConnection``: True while API Gateway still holds the connection open."""
-        return self._reached(
-            "GetConnection", lambda: self._client.get_connection(ConnectionId=connection_id)
         )
 
     def _reached(self, action: str, call: Callable[[], object]) -> bool:

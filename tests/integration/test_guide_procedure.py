@@ -5,15 +5,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lab import SECRET, token
 from lab.gateway import GatewayProcess
 from lab.ws import identify, open_ws, recv_json, request, send_json
 from p2p_protocol.tokens import reply_ticket
+from tests.support.integration import StartGateway
 
 CLI = Path(sys.executable).with_name("homelab-p2p")
 GUIDE_MESSAGE = "The target (homelab_server) is not currently connected"
 OFFER = {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}
 ANSWER = {"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n"}
+
+
+@pytest.fixture(params=["handler workers", "handler threads"])
+def gateway(request: pytest.FixtureRequest, start_gateway: StartGateway) -> GatewayProcess:
+    """The guide holds on both of the gateway's paths: handler workers with the management
+    API in process (the default), and threads calling it over HTTP (the old path)."""
+    return start_gateway(
+        *(["--handler-workers", "0"] if request.param == "handler threads" else [])
+    )
 
 
 async def register_homelab(gateway: GatewayProcess, name: str = "laptop"):  # type: ignore[no-untyped-def]

@@ -72,6 +72,8 @@ def test_a_place_is_given_back_once_under_every_cap() -> None:
         ("--max-connections-per-token", "0", "--max-connections-per-token must be a positive"),
         ("--max-connections", "many", "invalid int value"),
         ("--max-send-buffer", "1000", "--max-send-buffer must be at least 131072 bytes"),
+        ("--handler-workers", "-1", "--handler-workers must be between 0 and 64"),
+        ("--handler-workers", "65", "--handler-workers must be between 0 and 64"),
     ],
 )
 def test_bad_limits_are_argument_errors(

@@ -3,6 +3,8 @@
 import io
 import json
 import logging
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -284,16 +286,16 @@ def stubbed_app(session: boto3.session.Session, table: str) -> tuple[SignalingAp
     return SignalingApp(settings, registry, directory), stubber
 
 
-def test_stale_registration_found_by_get_connection_is_dropped_and_the_sender_told(
+def test_stale_registration_found_by_the_post_is_dropped_and_the_sender_told(
     session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
 ) -> None:
     app, stubber = stubbed_app(session, table)
     DynamoDBRegistry(session.client("dynamodb"), table, 7800).register("laptop", "GONE=")
     stubber.add_client_error(
-        "get_connection",
+        "post_to_connection",
         "GoneException",
         http_status_code=410,
-        expected_params={"ConnectionId": "GONE="},
+        expected_params={"ConnectionId": "GONE=", "Data": ANY},
     )
     error = {"error": "backend_unreachable", "message": GUIDE_MESSAGE, "target": "laptop"}
     stubber.add_response(
@@ -315,19 +317,13 @@ def test_stale_registration_found_by_get_connection_is_dropped_and_the_sender_to
     )
 
 
-def test_gone_on_post_after_a_live_check_is_handled_the_same(
+def test_a_relay_to_a_live_homelab_is_one_management_call(
     session: boto3.session.Session, table: str, logs: pytest.LogCaptureFixture
 ) -> None:
     app, stubber = stubbed_app(session, table)
-    DynamoDBRegistry(session.client("dynamodb"), table, 7800).register("laptop", "RACE=")
-    stubber.add_response("get_connection", {}, {"ConnectionId": "RACE="})
-    stubber.add_client_error(
-        "post_to_connection",
-        "GoneException",
-        http_status_code=410,
-        expected_params={"ConnectionId": "RACE=", "Data": ANY},
-    )
-    stubber.add_response("post_to_connection", {}, {"ConnectionId": "CLIENT=", "Data": ANY})
+    DynamoDBRegistry(session.client("dynamodb"), table, 7800).register("laptop", "HOME=")
+    # The Stubber refuses any call not queued: a GetConnection first would fail the relay.
+    stubber.add_response("post_to_connection", {}, {"ConnectionId": "HOME=", "Data": ANY})
     app.handle(
         event(
             "sendSignal",
@@ -339,10 +335,11 @@ def test_gone_on_post_after_a_live_check_is_handled_the_same(
     stubber.assert_no_pending_responses()
     assert_in_order(
         logs,
+        "[INFO] Verifying LAPTOP_ID connection is alive...",
         "[INFO] LAPTOP_ID connection verified as alive",
-        "[WARNING] LAPTOP_ID connection is stale (homelab_server not connected)",
-        "[INFO] Sent error notification to sender",
+        "[INFO] Relayed offer from CLIENT= to laptop (HOME=)",
     )
+    assert not any(record.levelno >= logging.WARNING for record in logs.records)
 
 
 class ReRegisteredMeanwhile(DynamoDBRegistry):
@@ -360,10 +357,10 @@ def test_a_cleanup_racing_a_new_registration_keeps_the_new_one(
     client = session.client("apigatewaymanagementapi", endpoint_url=ENDPOINT)
     stubber = Stubber(client)
     stubber.add_client_error(
-        "get_connection",
+        "post_to_connection",
         "GoneException",
         http_status_code=410,
-        expected_params={"ConnectionId": "OLD="},
+        expected_params={"ConnectionId": "OLD=", "Data": ANY},
     )
     stubber.add_response("post_to_connection", {}, {"ConnectionId": "CLIENT=", "Data": ANY})
     stubber.activate()
@@ -481,7 +478,7 @@ def test_lambda_env_stale_init_value_is_the_guides_test_3(
     create_function(session, "init")
     client = session.client("apigatewaymanagementapi", endpoint_url=ENDPOINT)
     stubber = Stubber(client)
-    stubber.add_client_error("get_connection", "GoneException", http_status_code=410)
+    stubber.add_client_error("post_to_connection", "GoneException", http_status_code=410)
     stubber.add_response("post_to_connection", {}, {"ConnectionId": "CLIENT=", "Data": ANY})
     stubber.activate()
     settings = Settings(registry_backend="lambda_env", function_name=FUNCTION, secret=SECRET)
@@ -643,3 +640,30 @@ def test_the_revocation_list_comes_from_the_environment() -> None:
     assert settings.revoked == {"0123456789abcdef", "fedcba9876543210"}
     with pytest.raises(ConfigError, match="SIGNALING_REVOKED holds 'nope', not a credential id"):
         Settings.from_environ({**base, "SIGNALING_REVOKED": "nope"})
+
+
+BUILT_AT_IMPORT = """
+from signaling_lambda import handler
+print(handler._app is not None)
+"""
+
+
+@pytest.mark.parametrize(("on_lambda", "built"), [(True, "True"), (False, "False")])
+def test_on_lambda_the_app_is_built_at_import_in_the_init_phase(
+    on_lambda: bool, built: str
+) -> None:
+    environment = {
+        "REGISTRY_BACKEND": "memory",
+        "SIGNALING_AUTH": "off",
+        "AWS_DEFAULT_REGION": REGION,
+        **({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"} if on_lambda else {}),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", BUILT_AT_IMPORT],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == built, result.stderr
