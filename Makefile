@@ -68,6 +68,7 @@ lambda-zip: venv  ## build dist/signaling_lambda.zip (byte-reproducible)
 
 bench: venv  ## run the benchmarks (prints tables and a JSON line each; the bridge's needs root)
 	$(BIN)/python -m benchmarks.signaling
+	$(BIN)/python -m benchmarks.lambda_cold_start
 	$(BIN)/python -m benchmarks.bridge
 	$(BIN)/python -m benchmarks.client_agent
 	$(BIN)/python -m benchmarks.hostile_gateway

@@ -1,4 +1,4 @@
-"""A token bucket: the per-connection message rate limit."""
+"""A token bucket: the per-connection message rate limit, and a sender's pace below one."""
 
 import time
 from collections.abc import Callable
@@ -17,10 +17,21 @@ class TokenBucket:
         self._updated = clock()
 
     def allow(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
-        self._updated = now
+        """Take a token if there is one: True, the event may happen now."""
+        self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
             return True
         return False
+
+    def reserve(self) -> float:
+        """Take a token, on credit if there is none: the seconds to wait before the event
+        (0 for at once). Events reserved one after another are spaced at the rate."""
+        self._refill()
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now

@@ -29,6 +29,7 @@ from p2p_protocol.session import (
     SignalReceived,
     TimedOut,
 )
+from p2p_runtime.ratelimit import TokenBucket
 from p2p_runtime.tasks import OwnedTasks
 from signaling_client.tickets import ReplyTickets
 
@@ -39,6 +40,12 @@ GUIDE_URL_HINT = (
     "verify the WebSocket URL (wss://<api-id>.execute-api.<region>.amazonaws.com/prod, or "
     "ws://HOST:8765/prod for a local gateway) and the network connectivity"
 )
+
+SEND_RATE = 90.0
+SEND_BURST = 100
+"""A link sends at most SEND_RATE messages a second, in bursts of SEND_BURST: below the local
+gateway's default per-connection limit (100 a second, bursts of 200), past which it would
+refuse them. A homelab answering many clients at once is paced, not refused."""
 
 SignalHandler = Callable[[str, Any], Awaitable[None]]
 ErrorHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -106,6 +113,10 @@ class Link:
         self._on_error = on_error
         self._protocol = LinkProtocol()
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
+        self._pace = TokenBucket(SEND_RATE, SEND_BURST)
+        self._sending = asyncio.Lock()
+        """One sender at a time: frames leave in the order the protocol queued them, even
+        while one waits for its turn."""
         self._tasks = OwnedTasks(log, "Handling a signaling message")
         self.closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read(), name="signaling-reader")
@@ -181,11 +192,15 @@ class Link:
         await self._transmit()
 
     async def _transmit(self) -> None:
-        for frame in self._protocol.data_to_send():
-            try:
-                await self.ws.send(frame)
-            except ConnectionClosed:
-                raise SignalingUnreachable("the signaling connection closed") from None
+        async with self._sending:
+            for frame in self._protocol.data_to_send():
+                wait = self._pace.reserve()
+                if wait:
+                    await asyncio.sleep(wait)
+                try:
+                    await self.ws.send(frame)
+                except ConnectionClosed:
+                    raise SignalingUnreachable("the signaling connection closed") from None
 
     async def request(
         self, message: dict[str, Any], match: Match, within: float = REPLY_TIMEOUT

@@ -16,6 +16,7 @@ import asyncio
 import pickle
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 HEADER = struct.Struct(">I")
@@ -51,9 +52,12 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame:
 class BlockingChannel:
     """The worker's end: frames out are buffered until it is about to wait for input."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, before_wait: Callable[[], None] = lambda: None) -> None:
+        """``before_wait`` runs whenever the worker is about to wait for input (its log is
+        flushed there: lines leave in one write per batch, not one per line)."""
         sock.setblocking(True)
         self._sock = sock
+        self._before_wait = before_wait
         self._inbox = bytearray()
         self._read_to = 0
         """Where the next frame starts in ``_inbox`` (read frames are dropped in bulk)."""
@@ -77,6 +81,7 @@ class BlockingChannel:
             if frame is not None:
                 return frame
             self.flush()
+            self._before_wait()
             try:
                 chunk = self._sock.recv(262144)
             except OSError as exc:

@@ -28,7 +28,13 @@ from p2p_runtime.stop import stop_on_signal
 from p2p_runtime.watchdog import keep_watchdog, watchdog_interval
 from signaling_gateway.inprocess import IN_PROCESS_ENDPOINT, InProcessManagementApi
 from signaling_gateway.metrics import GatewayCollector
-from signaling_gateway.pool import HandlerPool, Invoker, ThreadInvoker, default_worker_count
+from signaling_gateway.pool import (
+    HandlerPool,
+    Invoker,
+    PoolError,
+    ThreadInvoker,
+    default_worker_count,
+)
 from signaling_gateway.server import MAX_MESSAGE_BYTES, Gateway, GatewayConfig
 from signaling_gateway.sigv4 import new_secret as new_management_secret
 from signaling_gateway.worker import Handler, SharedRegistry
@@ -207,6 +213,15 @@ def _add_cap_options(parser: argparse.ArgumentParser) -> None:
         "token cannot fill the handler pool (default: %(default)s)",
     )
     parser.add_argument(
+        "--handler-queue",
+        type=int,
+        default=512,
+        metavar="N",
+        help="messages at the handler at once, all connections together, running or queued "
+        "there; beyond, the gateway reads no more messages until one is done "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--handler-workers",
         type=int,
         default=None,
@@ -256,6 +271,7 @@ def _checked_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         ("--max-connections-per-ip", args.max_connections_per_ip),
         ("--max-connections-per-token", args.max_connections_per_token),
         ("--handlers-per-token", args.handlers_per_token),
+        ("--handler-queue", args.handler_queue),
     ):
         if count < 1:
             parser.error(f"{option} must be a positive number")
@@ -316,17 +332,7 @@ async def serve(
         return ThreadInvoker(handler, HANDLER_THREADS)
 
     gateway = Gateway(config, make_invoker)
-    try:
-        await gateway.start()
-    except OSError as exc:
-        await gateway.close()
-        print(
-            f"{PROG}: cannot listen on {config.host}:{config.port} (management API on port "
-            f"{config.management_port_to_bind()}, app origin on port {config.apps_port_to_bind()}"
-            f"): {exc.strerror or exc}; is another gateway running? Choose other ports with "
-            "--port, --management-port and --apps-port.",
-            file=sys.stderr,
-        )
+    if not await _started(gateway):
         return 1
     endpoint = None
     if metrics_address is not None:
@@ -352,20 +358,7 @@ async def serve(
             stop.set()
 
         pool.on_all_lost = all_lost
-    print(f"Serving {gateway.url}", flush=True)
-    notify(STATUS=f"Serving {gateway.url}")
-    log.info(
-        "Serving %s (management API on %s, loopback only)", gateway.url, gateway.management_url
-    )
-    if config.static_dir is not None:
-        log.info("Serving %s at http://%s:%d/", config.static_dir, config.host, gateway.port)
-    if gateway.apps_port is not None:
-        log.info(
-            "Serving the browser proxy's app origin at http://%s:%d/ (open proxy.html on %d)",
-            config.host,
-            gateway.apps_port,
-            gateway.port,
-        )
+    _announce(gateway)
     interval = watchdog_interval()
     # The gateway's health is its event loop answering: the pings stop when it blocks.
     watching = asyncio.create_task(keep_watchdog(interval, lambda: None)) if interval else None
@@ -388,6 +381,47 @@ async def serve(
         return 1
     log.info("Stopped")
     return 0
+
+
+async def _started(gateway: Gateway) -> bool:
+    """Start ``gateway``; False (and one sentence on stderr) if it cannot."""
+    config = gateway.config
+    try:
+        await gateway.start()
+    except PoolError as exc:
+        await gateway.close()
+        print(f"{PROG}: {exc}.", file=sys.stderr)
+        return False
+    except OSError as exc:
+        await gateway.close()
+        print(
+            f"{PROG}: cannot listen on {config.host}:{config.port} (management API on port "
+            f"{config.management_port_to_bind()}, app origin on port {config.apps_port_to_bind()}"
+            f"): {exc.strerror or exc}; is another gateway running? Choose other ports with "
+            "--port, --management-port and --apps-port.",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _announce(gateway: Gateway) -> None:
+    """What it serves: the URL on stdout (and to systemd), every address in the log."""
+    config = gateway.config
+    print(f"Serving {gateway.url}", flush=True)
+    notify(STATUS=f"Serving {gateway.url}")
+    log.info(
+        "Serving %s (management API on %s, loopback only)", gateway.url, gateway.management_url
+    )
+    if config.static_dir is not None:
+        log.info("Serving %s at http://%s:%d/", config.static_dir, config.host, gateway.port)
+    if gateway.apps_port is not None:
+        log.info(
+            "Serving the browser proxy's app origin at http://%s:%d/ (open proxy.html on %d)",
+            config.host,
+            gateway.apps_port,
+            gateway.port,
+        )
 
 
 def _management_session(management_secret: str) -> boto3.session.Session:
@@ -447,6 +481,7 @@ def _gateway_config(args: argparse.Namespace, management_secret: str) -> Gateway
         max_connections_per_token=args.max_connections_per_token,
         max_send_buffer=args.max_send_buffer,
         handlers_per_token=args.handlers_per_token,
+        handler_queue=args.handler_queue,
         management_secret=management_secret,
     )
 

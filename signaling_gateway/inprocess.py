@@ -55,6 +55,10 @@ def _error(url: str, status: int, error_type: str, message: str) -> AWSResponse:
     return response
 
 
+def _gone(url: str, connection_id: str) -> AWSResponse:
+    return _error(url, 410, "GoneException", f"Connection {connection_id} is gone")
+
+
 class InProcessManagementApi:
     def __init__(self, stage: str, open_connections: set[str], post: Post, call: Call) -> None:
         self._stage = stage
@@ -74,7 +78,6 @@ class InProcessManagementApi:
         if unquote(parts[1]) != self._stage:
             return _error(url, 403, "ForbiddenException", "Forbidden")
         connection_id = unquote(parts[3])
-        gone = _error(url, 410, "GoneException", f"Connection {connection_id} is gone")
         if request.method == "POST":
             body = request.body or b""
             data = body.encode() if isinstance(body, str) else bytes(body)  # type: ignore[arg-type]
@@ -83,12 +86,13 @@ class InProcessManagementApi:
                     url, 413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes"
                 )
             if connection_id not in self._open:
-                return gone
+                return _gone(url, connection_id)
             self._post(connection_id, data)
             return _respond(url, 200)
         if request.method == "GET":
             found = self._call("get", (connection_id,))
-            return _respond(url, 200, found) if found is not None else gone
+            return _respond(url, 200, found) if found is not None else _gone(url, connection_id)
         if request.method == "DELETE":
-            return _respond(url, 204) if self._call("delete", (connection_id,)) else gone
+            deleted = self._call("delete", (connection_id,))
+            return _respond(url, 204) if deleted else _gone(url, connection_id)
         return _error(url, 405, "MethodNotAllowedException", "Method not allowed")

@@ -1,4 +1,8 @@
-"""The API Gateway management API, served over HTTP on loopback for the handler's boto3 client.
+"""The API Gateway management API: what it does to connections, and its HTTP listener.
+
+``ManagementOperations`` posts to, describes and closes connections; the handler workers
+reach it in process (inprocess.py, pool.py), and everyone else (the old path's handler
+threads, scripts, tests) over HTTP on loopback, served here:
 
 ``POST|GET|DELETE /{stage}/@connections/{connectionId}`` as on AWS, with AWS's error
 shapes (``x-amzn-ErrorType`` header, JSON ``message``) so botocore raises the same

@@ -88,6 +88,10 @@ class ThreadInvoker:
         await asyncio.to_thread(self._executor.shutdown, True)
 
 
+class PoolError(Exception):
+    """The workers could not be started; str() says why."""
+
+
 @dataclass(eq=False)
 class _Worker:
     index: int
@@ -96,10 +100,24 @@ class _Worker:
     writer: asyncio.StreamWriter | None = None
     pending: dict[int, tuple["asyncio.Future[HandlerResponse]", str]] = field(default_factory=dict)
     reading: "asyncio.Task[None] | None" = None
+    outbox: list[bytes] = field(default_factory=list)
 
     def send(self, frame: Frame) -> None:
-        if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(encode_frame(frame))
+        self.send_encoded(encode_frame(frame))
+
+    def send_encoded(self, data: bytes) -> None:
+        """Queue a frame; the frames of one loop iteration leave in one write (one wake-up
+        of the worker for all of them)."""
+        if self.writer is None or self.writer.is_closing():
+            return
+        if not self.outbox:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.outbox.append(data)
+
+    def flush(self) -> None:
+        if self.outbox and self.writer is not None and not self.writer.is_closing():
+            self.writer.write(b"".join(self.outbox))
+        self.outbox.clear()
 
 
 class HandlerPool:
@@ -144,9 +162,14 @@ class HandlerPool:
         self._operations = operations
         for worker in self._workers:
             reader, worker.writer = await asyncio.open_connection(sock=worker.sock)
-            frame = await read_frame(reader)
+            try:
+                frame = await read_frame(reader)
+            except ChannelClosed:
+                raise PoolError(
+                    f"handler worker {worker.index} did not start (its log lines above say why)"
+                ) from None
             if frame != ("ready",):
-                raise ChannelClosed(f"worker {worker.index} began with {frame[0]!r}")
+                raise PoolError(f"handler worker {worker.index} began with {frame[0]!r}")
             worker.reading = asyncio.create_task(
                 self._read(worker, reader), name=f"handler-worker-{worker.index}"
             )
@@ -177,12 +200,12 @@ class HandlerPool:
     def _broadcast(self, frame: Frame) -> None:
         data = encode_frame(frame)
         for worker in self._workers:
-            if worker.writer is not None and not worker.writer.is_closing():
-                worker.writer.write(data)
+            worker.send_encoded(data)
 
     async def close(self) -> None:
         """Close every channel (the workers then exit) and wait for the workers."""
         for worker in self._workers:
+            worker.flush()
             if worker.writer is not None:
                 worker.writer.close()
         readers = [w.reading for w in self._workers if w.reading is not None]

@@ -84,6 +84,8 @@ class GatewayConfig:
     """Unsent bytes a connection may hold; past it, it is closed with 1008."""
     handlers_per_token: int = 8
     """Messages of one token at the handler at once, running or queued there (shares.py)."""
+    handler_queue: int = 512
+    """Messages at the handler at once, all connections together; past it, none is read."""
     management_secret: str = field(default_factory=new_management_secret, repr=False)
     """The management API takes only requests signed with it (SigV4, as the secret access
     key); the handler's boto3 session holds it. Default: a random one per gateway."""
@@ -120,6 +122,7 @@ class Gateway:
         )
         self._writer = ConnectionWriter(config.max_send_buffer, CLOSE_TIMEOUT, self._closing)
         self._shares = HandlerShares(config.handlers_per_token)
+        self._handler_queue = asyncio.Semaphore(config.handler_queue)
         self._operations = ManagementOperations(self._table, self._writer)
         self._management = ManagementApi(self._operations, config.stage, config.management_secret)
         self._failure_replies = OwnedTasks(log, "Telling a client its message failed")
@@ -341,6 +344,11 @@ class Gateway:
             event = self._events.message(live.caller, route, message)
         metrics.MESSAGES.labels(route).inc()
         await self._shares.acquire(live.share)
+        try:
+            await self._handler_queue.acquire()
+        except BaseException:
+            self._shares.release(live.share)
+            raise
         handled = self._invoker.submit(event, live.connection_id)
         handled.add_done_callback(partial(self._handled, live, route, arrived, event))
         if not self._invoker.keeps_order:
@@ -354,6 +362,7 @@ class Gateway:
         event: dict[str, Any],
         handled: "asyncio.Future[HandlerResponse]",
     ) -> None:
+        self._handler_queue.release()
         self._shares.release(live.share)
         metrics.HANDLING.labels(route).observe(time.monotonic() - arrived)
         if handled.cancelled() or handled.result() is None:

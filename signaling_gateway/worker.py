@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from signaling_gateway.channel import BlockingChannel, ChannelClosed, Frame
 from signaling_gateway.events import LambdaContext
@@ -123,9 +123,10 @@ def run_forked(
     # ends when its channel closes, after the gateway has run every $disconnect.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    log_stream = _buffered_stderr()
     status = 0
     try:
-        worker = Worker(BlockingChannel(sock), stage, registry_ttl)
+        worker = Worker(BlockingChannel(sock, log_stream.flush), stage, registry_ttl)
         worker.run(build_handler(worker.management, worker.registry))
     except ChannelClosed:
         pass
@@ -133,5 +134,23 @@ def run_forked(
         log.exception("A handler worker failed (a bug)")
         status = 1
     finally:
+        log_stream.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+def _buffered_stderr() -> TextIO:
+    """Standard error for the log handlers, flushed when the worker waits rather than per
+    line: a worker writes about five lines per message, and each write is a system call."""
+    stream = open(  # noqa: SIM115 - open for the life of the process
+        sys.stderr.fileno(),
+        "w",
+        buffering=65536,
+        encoding=sys.stderr.encoding,
+        errors="backslashreplace",
+        closefd=False,
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setStream(stream)
+    return stream

@@ -18,6 +18,7 @@ from homelab_server.signaling import HomelabSignaling
 from lab import token
 from lab.gateway import GatewayProcess
 from lab.ws import identify, open_ws, recv_json, send_json
+from signaling_client.link import Link
 from tests.support.integration import StartGateway
 
 
@@ -205,3 +206,23 @@ async def test_a_failed_replacement_keeps_the_connection_and_retries_soon(
             await asyncio.wait_for(replaced.seen.wait(), 20)
         assert signaling.connection_id != first
         assert "reconnecting" not in caplog.text
+
+
+async def test_a_burst_past_the_gateways_rate_limit_is_paced_not_refused(
+    gateway: GatewayProcess,
+) -> None:
+    """A homelab answering many clients at once sends more than the gateway's 100 messages a
+    second (bursts of 200): its link paces them, and every one arrives."""
+    inbox = Inbox()
+    link = await Link.open(gateway.url, token(), inbox.on_signal, inbox.on_error)
+    try:
+        burst = 300
+        await asyncio.gather(
+            *(link.send({"action": "sendSignal", "to": "me", "data": n}) for n in range(burst))
+        )
+        received = [(await asyncio.wait_for(inbox.signals.get(), 20))[1] for _ in range(burst)]
+    finally:
+        await link.close()
+    assert received == list(range(burst))  # all of them, in the order sent
+    assert inbox.errors == []
+    assert "sends more than" not in gateway.log()

@@ -32,6 +32,15 @@ def test_token_bucket_allows_the_burst_then_the_rate() -> None:
     assert sum(bucket.allow() for _ in range(50)) == 20
 
 
+def test_token_bucket_reservations_past_the_burst_are_spaced_at_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10, burst=2, clock=clock)
+    waits = [bucket.reserve() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+    clock.now += 0.3  # the debt is paid: the next waits one interval again
+    assert bucket.reserve() == pytest.approx(0.1)
+
+
 def refusal(caps: ConnectionCaps, source_ip: str, token: str | None) -> tuple[int, str]:
     """The status and the option of a connection the caps must refuse."""
     with pytest.raises(CapReached) as refused:
