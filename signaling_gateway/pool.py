@@ -153,10 +153,6 @@ class HandlerPool:
             theirs.close()
             self._workers.append(_Worker(index, pid, ours))
 
-    @property
-    def size(self) -> int:
-        return len(self._workers)
-
     async def start(self, operations: ManagementOperations) -> None:
         """Open the channels and wait until every worker has built its handler."""
         self._operations = operations
