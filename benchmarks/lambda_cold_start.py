@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 
 from benchmarks.report import machine_description, print_rows, report
+from tests.support.aws import create_registry_table
 from tests.support.moto_server import CREDENTIALS, MotoServer
 
 REGION = "us-east-1"
@@ -76,12 +77,7 @@ def prepare(moto: MotoServer) -> None:
         CREDENTIALS["AWS_ACCESS_KEY_ID"], CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name=REGION
     )
     dynamodb = session.client("dynamodb", endpoint_url=moto.url)
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_registry_table(dynamodb, TABLE)
     dynamodb.put_item(
         TableName=TABLE,
         Item={

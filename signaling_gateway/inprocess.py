@@ -20,7 +20,13 @@ from urllib.parse import unquote, urlsplit
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 
-from signaling_gateway.management_api import MAX_POST_BYTES
+from signaling_gateway.management_api import (
+    FORBIDDEN,
+    MAX_POST_BYTES,
+    TOO_LARGE,
+    ManagementError,
+    gone,
+)
 
 IN_PROCESS_ENDPOINT = "http://management.signaling-gateway.invalid/{stage}"
 """The endpoint a worker's client is made for. Nothing is ever sent there: the hook answers
@@ -49,14 +55,12 @@ def _respond(url: str, status: int, body: dict[str, Any] | None = None) -> AWSRe
     return AWSResponse(url, status, headers, _Body(content))
 
 
-def _error(url: str, status: int, error_type: str, message: str) -> AWSResponse:
+def _error(url: str, error: ManagementError) -> AWSResponse:
+    """The same refusal management_api.py answers over HTTP."""
+    status, error_type, message = error
     response = _respond(url, status, {"message": message})
     response.headers["x-amzn-ErrorType"] = error_type
     return response
-
-
-def _gone(url: str, connection_id: str) -> AWSResponse:
-    return _error(url, 410, "GoneException", f"Connection {connection_id} is gone")
 
 
 class InProcessManagementApi:
@@ -74,25 +78,25 @@ class InProcessManagementApi:
         url = request.url or ""
         parts = urlsplit(url).path.split("/")
         if len(parts) != 4 or parts[2] != "@connections":  # "", stage, @connections, id
-            return _error(url, 404, "NotFoundException", "No such resource")
+            return _error(url, (404, "NotFoundException", "No such resource"))
         if unquote(parts[1]) != self._stage:
-            return _error(url, 403, "ForbiddenException", "Forbidden")
+            return _error(url, FORBIDDEN)
         connection_id = unquote(parts[3])
         if request.method == "POST":
             body = request.body or b""
             data = body.encode() if isinstance(body, str) else bytes(body)  # type: ignore[arg-type]
             if len(data) > MAX_POST_BYTES:
-                return _error(
-                    url, 413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes"
-                )
+                return _error(url, TOO_LARGE)
             if connection_id not in self._open:
-                return _gone(url, connection_id)
+                return _error(url, gone(connection_id))
             self._post(connection_id, data)
             return _respond(url, 200)
         if request.method == "GET":
             found = self._call("get", (connection_id,))
-            return _respond(url, 200, found) if found is not None else _gone(url, connection_id)
+            if found is None:
+                return _error(url, gone(connection_id))
+            return _respond(url, 200, found)
         if request.method == "DELETE":
             deleted = self._call("delete", (connection_id,))
-            return _respond(url, 204) if deleted else _gone(url, connection_id)
-        return _error(url, 405, "MethodNotAllowedException", "Method not allowed")
+            return _respond(url, 204) if deleted else _error(url, gone(connection_id))
+        return _error(url, (405, "MethodNotAllowedException", "Method not allowed"))

@@ -62,20 +62,35 @@ def _json(body: dict[str, Any], status: int = 200, error_type: str | None = None
     )
 
 
-def _error(status: int, error_type: str, message: str) -> web.Response:
+ManagementError = tuple[int, str, str]
+"""An answer of AWS's management API that refuses a request: status, error type, message."""
+FORBIDDEN: ManagementError = (403, "ForbiddenException", "Forbidden")
+TOO_LARGE: ManagementError = (
+    413,
+    "PayloadTooLargeException",
+    f"Data exceeds {MAX_POST_BYTES} bytes",
+)
+
+
+def gone(connection_id: str) -> ManagementError:
+    return (410, "GoneException", f"Connection {connection_id} is gone")
+
+
+def _error(error: ManagementError) -> web.Response:
+    status, error_type, message = error
     return _json({"message": message}, status, error_type)
 
 
 def _forbidden() -> web.Response:
-    return _error(403, "ForbiddenException", "Forbidden")
+    return _error(FORBIDDEN)
 
 
 def _too_large() -> web.Response:
-    return _error(413, "PayloadTooLargeException", f"Data exceeds {MAX_POST_BYTES} bytes")
+    return _error(TOO_LARGE)
 
 
 def _gone(connection_id: str) -> web.Response:
-    return _error(410, "GoneException", f"Connection {connection_id} is gone")
+    return _error(gone(connection_id))
 
 
 def _iso(epoch: float) -> str:

@@ -27,15 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from signaling_gateway.channel import ChannelClosed, Frame, encode_frame, read_frame
-from signaling_gateway.events import LambdaContext
 from signaling_gateway.management_api import ManagementOperations
-from signaling_gateway.worker import BuildHandler, Handler, run_forked
+from signaling_gateway.worker import (
+    BuildHandler,
+    Handler,
+    HandlerResponse,
+    run_forked,
+    run_handler,
+)
 from signaling_lambda.registry import MemoryRegistry
 
 log = logging.getLogger("signaling_gateway")
 
-HandlerResponse = dict[str, Any] | None
-"""A handler's response; None if it raised (a bug, logged where it ran)."""
 EXIT_TIMEOUT = 5.0
 """Seconds a worker has to exit once its channel is closed, before it is killed."""
 
@@ -66,17 +69,7 @@ class ThreadInvoker:
         """Nothing to start: the handler reaches the connections over HTTP."""
 
     def submit(self, event: dict[str, Any], key: str) -> "asyncio.Future[HandlerResponse]":
-        return asyncio.wrap_future(self._executor.submit(self._run, event))
-
-    def _run(self, event: dict[str, Any]) -> HandlerResponse:
-        try:
-            response = self._handler.handle(
-                event, LambdaContext(event["requestContext"]["requestId"])
-            )
-        except Exception:
-            log.exception("The handler raised on %s (a bug)", event["requestContext"]["routeKey"])
-            return None
-        return response if isinstance(response, dict) else None
+        return asyncio.wrap_future(self._executor.submit(run_handler, self._handler, event))
 
     def opened(self, connection_id: str) -> None:
         pass

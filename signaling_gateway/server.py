@@ -45,10 +45,11 @@ from signaling_gateway.caps import CapReached, ConnectionCaps, CountedConnection
 from signaling_gateway.connections import ConnectionTable, LiveConnection
 from signaling_gateway.events import Caller, EventFactory, new_connection_id
 from signaling_gateway.management_api import ManagementApi, ManagementOperations
-from signaling_gateway.pool import HandlerResponse, Invoker
+from signaling_gateway.pool import Invoker
 from signaling_gateway.shares import HandlerShares
 from signaling_gateway.sigv4 import new_secret as new_management_secret
 from signaling_gateway.static import json_response, static_response
+from signaling_gateway.worker import HandlerResponse
 from signaling_gateway.writer import ConnectionWriter, write_limit
 from signaling_lambda import authorizer
 

@@ -29,6 +29,20 @@ class Handler(Protocol):
     def handle(self, event: object, context: object = None) -> dict[str, Any]: ...
 
 
+HandlerResponse = dict[str, Any] | None
+"""A handler's response; None if it raised (a bug, logged where it ran)."""
+
+
+def run_handler(handler: Handler, event: dict[str, Any]) -> HandlerResponse:
+    """``handler.handle(event)`` with a Lambda-like context; a raise is logged (a bug)."""
+    try:
+        response = handler.handle(event, LambdaContext(event["requestContext"]["requestId"]))
+    except Exception:
+        log.exception("The handler raised on %s (a bug)", event["requestContext"]["routeKey"])
+        return None
+    return response if isinstance(response, dict) else None
+
+
 class SharedRegistry:
     """The gateway's registry as a worker sees it.
 
@@ -73,19 +87,9 @@ class Worker:
         while True:
             frame = self._deferred.popleft() if self._deferred else self._channel.receive()
             if frame[0] == "invoke":
-                self._invoke(handler, frame[1], frame[2])
+                self._channel.send(("result", frame[1], run_handler(handler, frame[2])))
             else:
                 self._apply(frame)
-
-    def _invoke(self, handler: Handler, seq: int, event: dict[str, Any]) -> None:
-        context = LambdaContext(event["requestContext"]["requestId"])
-        response: dict[str, Any] | None
-        try:
-            response = handler.handle(event, context)
-        except Exception:
-            log.exception("The handler raised on %s (a bug)", event["requestContext"]["routeKey"])
-            response = None
-        self._channel.send(("result", seq, response if isinstance(response, dict) else None))
 
     def _apply(self, frame: Frame) -> None:
         kind = frame[0]

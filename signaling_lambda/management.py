@@ -56,21 +56,14 @@ class Connections:
 
     def post(self, connection_id: str, payload: bytes) -> bool:
         """Send ``payload`` to a connection; False when the connection is gone."""
-        return self._reached(
-            "PostToConnection",
-            lambda: self._client.post_to_connection(ConnectionId=connection_id, Data=payload),
-        )
-
-    def _reached(self, action: str, call: Callable[[], object]) -> bool:
-        """Run ``call``: True if it succeeded, False if the connection is gone."""
         try:
-            call()
+            self._client.post_to_connection(ConnectionId=connection_id, Data=payload)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in GONE_CODES:
                 return False
-            raise _explain(action, self.endpoint, exc) from None
+            raise _explain("PostToConnection", self.endpoint, exc) from None
         except BotoCoreError as exc:
-            raise _explain(action, self.endpoint, exc) from None
+            raise _explain("PostToConnection", self.endpoint, exc) from None
         return True
 
 

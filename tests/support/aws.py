@@ -113,3 +113,17 @@ class AwsDeployment:
 
     def secret(self) -> str:
         return (self.credentials_dir / "signaling-secret").read_text().strip()
+
+
+def create_registry_table(dynamodb: Any, table: str) -> None:
+    """The registry's table as the signaling_aws role creates it: ``name`` as the key,
+    ``expiresAt`` as the TTL attribute."""
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )

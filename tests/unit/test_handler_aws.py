@@ -24,6 +24,7 @@ from signaling_lambda.app import SignalingApp
 from signaling_lambda.management import ConnectionsDirectory, boto3_client_factory
 from signaling_lambda.registry import DynamoDBRegistry, LambdaEnvRegistry
 from signaling_lambda.settings import ConfigError, Settings
+from tests.support.aws import create_registry_table
 from tests.unit.aws_support import DOMAIN, ENDPOINT, REGION, authorizer_event, event, posted
 
 TABLE = "homelab-p2p-registry"
@@ -46,16 +47,7 @@ def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
 
 @pytest.fixture
 def table(session: boto3.session.Session) -> str:
-    client = session.client("dynamodb")
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.update_time_to_live(
-        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
-    )
+    create_registry_table(session.client("dynamodb"), TABLE)
     return TABLE
 
 
