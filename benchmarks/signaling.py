@@ -17,7 +17,13 @@ loaded gateway gives; "idle" holds many connections open at once and reads the g
 memory (the gateway's own RSS, and the proportional set size of it and its workers
 together: forked workers share most of their pages with it). CPU seconds per 1,000
 relayed messages in the saturated phase are read for the gateway, its workers and this
-benchmark's own clients. Prints a table and one JSON line.
+benchmark's own clients.
+
+The floor: in the same run, the CPU one ``PostToConnection`` costs alone, made the way a
+worker makes it (botocore builds, signs and parses it; the in-process answer, no socket).
+Every relay needs one, so with the gateway's and the clients' measured share it bounds the
+rate the machine's cores could reach even with a handler that did nothing else. Prints a
+table and one JSON line.
 """
 
 import argparse
@@ -34,11 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.report import machine_description, print_rows, report
 from p2p_protocol.tokens import issue_token
+from signaling_gateway.cli import MANAGEMENT_CLIENT_CONFIG
+from signaling_gateway.inprocess import IN_PROCESS_ENDPOINT, InProcessManagementApi
 from signaling_gateway.pool import default_worker_count
 
 SECRET = os.urandom(32).hex().encode()
@@ -279,15 +288,52 @@ async def run_gateway(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     }
 
 
+def post_cpu_ms(posts: int = 5000) -> float:
+    """CPU ms of one PostToConnection as a handler worker makes it, nothing else running."""
+
+    def no_gateway(op: str, args: tuple[Any, ...]) -> Any:
+        raise AssertionError(f"a post asked the gateway {op}{args}")
+
+    management = InProcessManagementApi("local", {"bench="}, lambda _id, _data: None, no_gateway)
+    session = boto3.session.Session(
+        aws_access_key_id="benchmark", aws_secret_access_key="benchmark", region_name="us-east-1"
+    )
+    client = session.client(
+        "apigatewaymanagementapi",
+        endpoint_url=IN_PROCESS_ENDPOINT.format(stage="local"),
+        config=MANAGEMENT_CLIENT_CONFIG,
+    )
+    management.register(client.meta.events)
+    data = json.dumps({"action": "signal", "type": "offer", "data": "x" * 400}).encode()
+    for _ in range(posts // 10):  # botocore loads its parsers and caches on first use
+        client.post_to_connection(ConnectionId="bench=", Data=data)
+    started = time.process_time()
+    for _ in range(posts):
+        client.post_to_connection(ConnectionId="bench=", Data=data)
+    return (time.process_time() - started) * 1000 / posts
+
+
+def ceiling_per_second(post_ms: float, cpu_ms_per_relay: dict[str, float]) -> float:
+    """The most relays a second the machine's cores allow if a worker did only the post."""
+    cores = len(os.sched_getaffinity(0))
+    floor = post_ms + cpu_ms_per_relay["gateway"] + cpu_ms_per_relay["benchmark_clients"]
+    return round(cores * 1000 / floor)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     runs = [await run_gateway(args, workers) for workers in args.workers]
+    post_ms = post_cpu_ms()
+    for run in runs:
+        if run["workers"]:
+            run["ceiling_per_second"] = ceiling_per_second(post_ms, run["cpu_s_per_1000"])
     return {
         "benchmark": "signaling",
         "machine": machine_description(),
         "gateway_log_level": args.log_level,
         "clients": args.clients,
+        "post_cpu_ms": round(post_ms, 3),
         "runs": runs,
         "goals": {"relayed_per_second": 5000, "p99_ms": 10, "idle_1000_pss_mb": 200},
     }
@@ -328,6 +374,17 @@ def print_table(result: dict[str, Any]) -> None:
             f"{idle['kb_per_connection']} KB per connection), PSS with its workers "
             f"{idle['pss_with_workers_mb']} MB (before {idle['pss_with_workers_before_mb']} MB)"
         )
+    print()
+    for run in result["runs"]:
+        if "ceiling_per_second" in run:
+            cpu = run["cpu_s_per_1000"]
+            print(
+                f"floor, {_label(run['workers'])}: one PostToConnection alone costs "
+                f"{result['post_cpu_ms']} ms of CPU (botocore, answered in process); with the "
+                f"gateway's {cpu['gateway']} and the clients' {cpu['benchmark_clients']} ms a "
+                f"relay, {len(os.sched_getaffinity(0))} cores relay at most "
+                f"{run['ceiling_per_second']} messages a second, the rest of the handler free"
+            )
     print()
 
 
