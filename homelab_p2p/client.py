@@ -354,15 +354,20 @@ class BridgeClient:
             probe = pc.createDataChannel(PROBE_LABEL)
             await pc.setLocalDescription(await pc.createOffer())
             offer = pc.localDescription.sdp
-            await link.send(
-                {
-                    "action": "sendSignal",
-                    "to": options.target,
-                    "data": offer_signal(credential, options.target, offer),
-                }
-            )
+            try:
+                await link.send(
+                    {
+                        "action": "sendSignal",
+                        "to": options.target,
+                        "data": offer_signal(credential, options.target, offer),
+                    }
+                )
+            except SignalingError as exc:
+                raise ClientError(
+                    ClientStep.SIGNALING, f"sending the offer: {exc}", exc.code
+                ) from None
             self._links[pc] = link  # the homelab has a peer for it now: closing says bye
-            answer = await self._wait_answer(negotiation)
+            answer = await self._wait_answer(negotiation, link)
             self._check_answer(credential, offer, answer)
             remote = without_relay_candidates(answer.sdp) if direct_only else answer.sdp
             await pc.setRemoteDescription(RTCSessionDescription(sdp=remote, type="answer"))
@@ -382,16 +387,32 @@ class BridgeClient:
         )
         return pc
 
-    async def _wait_answer(self, negotiation: "Negotiation") -> signals.Signal:
+    async def _wait_answer(self, negotiation: "Negotiation", link: Link) -> signals.Signal:
+        # The link closing (signaling restarted, or dropped us) ends the wait: no answer can
+        # come on it, and the timeout's message would blame the homelab.
+        link_closed = asyncio.create_task(link.closed.wait())
+        waits: list[asyncio.Future[Any]] = [negotiation.answer, link_closed]
         try:
-            async with asyncio.timeout(self.options.timeout):
-                signal = await negotiation.answer
-        except TimeoutError:
+            await asyncio.wait(
+                waits,
+                timeout=self.options.timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            link_closed.cancel()
+        if link_closed.done() and not negotiation.answer.done():
+            raise ClientError(
+                ClientStep.SIGNALING,
+                f"the signaling connection closed before {self.options.target!r} answered the "
+                "offer; check that the signaling service is up (homelab-p2p doctor) and try again",
+            )
+        if not negotiation.answer.done():
             raise ClientError(
                 ClientStep.SIGNALING,
                 f"the homelab {self.options.target!r} did not answer the offer within "
                 f"{self.options.timeout:g} s; check its log (journalctl -u homelab-p2p-bridge)",
-            ) from None
+            )
+        signal = negotiation.answer.result()
         if signal.type == "error":
             raise ClientError(
                 ClientStep.SIGNALING,
