@@ -178,6 +178,8 @@ export class Bridge extends EventTarget {
       console.log(`${TAG} Peer connection established (${this._state.pairType || 'unknown'} candidate pair)`);
       return pc;
     } catch (error) {
+      // The homelab made a peer for the offer: the bye drops it now, not at its deadline.
+      if (offerSent) this._signal({ type: 'bye' });
       pc.close();
       console.error(`${TAG} Connection to ${this.target} failed: ${error.message}`);
       throw error;
