@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from lab.bridge import EchoService, LoggedProcess, client_args, echo_round_trip
 from lab.netns import venv_bin
 from tests.e2e.conftest import LanLab
@@ -148,6 +150,26 @@ async def test_fetch_and_forward_go_through_the_agent(lan: LanLab) -> None:
         forward.stop()
         await daemon.logged(r"closed 'echo7' \(1048576 bytes in, 1048576 bytes out\)")
         await stop_agent(lan)
+
+
+async def test_the_agent_forward_starts_is_not_its_child(lan: LanLab) -> None:
+    """forward runs for long: were the agent its child, the agent's end (stopped, idle) would
+    leave a zombie behind it until forward ended."""
+    async with EchoService(lan.homelab, ECHO_PORT):
+        await lan.start_daemon(SERVICES)
+        forward_argv = homelab_p2p(
+            lan, "forward", "echo7", "--listen", "127.0.0.1:0", *client_args(lan.signaling_url)
+        )
+        forward = LoggedProcess(lan.client, forward_argv, lan.workdir / "forward.log")
+        line = await asyncio.to_thread(forward.next_line)
+        assert agent_socket(lan).exists()  # forward started it
+        assert psutil.Process(forward.process.pid).children() == []
+        await stop_agent(lan)
+        # Without the agent, forward carries connections on its own.
+        port = int(line.split()[1].rpartition(":")[2])
+        assert await echo_round_trip(lan.client, port, 1024)
+        assert psutil.Process(forward.process.pid).children() == []
+        assert forward.stop() == 0
 
 
 async def test_an_idle_agent_ends_by_itself(lan: LanLab) -> None:
