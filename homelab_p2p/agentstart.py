@@ -66,7 +66,7 @@ def _start_and_leave(argv: list[str], ready_write: int) -> NoReturn:
     """In a child of the command: start the agent and exit at once. The agent is then
     adopted by init (or the nearest subreaper), not left a child of the command: a
     long-running ``forward`` would otherwise keep it as a zombie once it ended."""
-    status = 0
+    status = 1
     try:
         subprocess.Popen(  # noqa: S603 (our own program, no shell)
             argv,
@@ -76,7 +76,10 @@ def _start_and_leave(argv: list[str], ready_write: int) -> NoReturn:
             pass_fds=(ready_write,),
             start_new_session=True,  # not ended by the terminal's Ctrl-C or hang-up
         )
+        status = 0
     except OSError as exc:
         os.write(ready_write, CANNOT_START + str(exc.strerror or exc).encode() + b"\n")
-        status = 1
-    os._exit(status)  # nothing of the command's (atexit, buffers) runs twice
+    finally:
+        # Whatever happened, this copy of the command ends here: nothing of it (the rest of
+        # the command, atexit, buffered output) runs twice.
+        os._exit(status)
