@@ -1,6 +1,7 @@
 """Starting the client agent: a failure to start it is one sentence, from one process."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from homelab_p2p import agentstart
 def test_an_agent_that_cannot_be_started_says_why(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(agentstart.sys, "executable", str(tmp_path / "no-python"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
     pid = os.getpid()
     problem = agentstart.start_agent(tmp_path / "agent.sock", 600)
     # The short-lived child that starts the agent reported and ended: only we go on.
