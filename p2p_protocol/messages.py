@@ -25,6 +25,12 @@ MAX_TICKET_LENGTH = 64
 _SIGNAL_TYPE = re.compile(r"[A-Za-z][A-Za-z_-]{0,31}")
 MAX_NESTING = 32
 """Deepest JSON nesting accepted; WebRTC signals nest two or three levels."""
+LINK_SEND_RATE = 90.0
+LINK_SEND_BURST = 100
+"""The project's own signaling links send at most LINK_SEND_RATE messages a second, in
+bursts of LINK_SEND_BURST: below the local gateway's default per-connection limit (100 a
+second, bursts of 200), past which it would refuse them. A homelab answering many clients
+at once is paced, not refused."""
 
 BACKEND_UNREACHABLE_MESSAGE = "The target (homelab_server) is not currently connected"
 INTERNAL_ERROR_MESSAGE = "Internal server error"

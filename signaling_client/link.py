@@ -14,7 +14,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from p2p_protocol.messages import ErrorCode, error_code
+from p2p_protocol.messages import LINK_SEND_BURST, LINK_SEND_RATE, ErrorCode, error_code
 from p2p_protocol.session import (
     REPLY_TIMEOUT,
     ErrorReceived,
@@ -40,12 +40,6 @@ GUIDE_URL_HINT = (
     "verify the WebSocket URL (wss://<api-id>.execute-api.<region>.amazonaws.com/prod, or "
     "ws://HOST:8765/prod for a local gateway) and the network connectivity"
 )
-
-SEND_RATE = 90.0
-SEND_BURST = 100
-"""A link sends at most SEND_RATE messages a second, in bursts of SEND_BURST: below the local
-gateway's default per-connection limit (100 a second, bursts of 200), past which it would
-refuse them. A homelab answering many clients at once is paced, not refused."""
 
 SignalHandler = Callable[[str, Any], Awaitable[None]]
 ErrorHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -113,7 +107,7 @@ class Link:
         self._on_error = on_error
         self._protocol = LinkProtocol()
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
-        self._pace = TokenBucket(SEND_RATE, SEND_BURST)
+        self._pace = TokenBucket(LINK_SEND_RATE, LINK_SEND_BURST)
         self._sending = asyncio.Lock()
         """One sender at a time: frames leave in the order the protocol queued them, even
         while one waits for its turn."""

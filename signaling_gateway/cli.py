@@ -16,6 +16,7 @@ from botocore.config import Config
 from prometheus_client import REGISTRY
 
 from p2p_protocol.identity import IdentityError
+from p2p_protocol.messages import LINK_SEND_RATE
 from p2p_protocol.names import LOG_LEVELS
 from p2p_protocol.tokens import SecretError
 from p2p_runtime.addresses import split_host_port
@@ -491,6 +492,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _checked_args(parser, args)
     configure_logging(args.log_level)
+    if 0 < args.rate_limit < LINK_SEND_RATE:
+        log.warning(
+            "--rate-limit %g is below the %g messages a second a homelab's signaling link may "
+            "send: a homelab answering many clients at once will have answers refused; use %g "
+            "or more (or 0 for no limit)",
+            args.rate_limit,
+            LINK_SEND_RATE,
+            LINK_SEND_RATE,
+        )
     secret = None
     if args.no_auth:
         log.warning(

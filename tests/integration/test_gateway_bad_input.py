@@ -113,6 +113,19 @@ async def test_rate_limit_answers_rate_limited_past_the_burst(start_gateway: Sta
     assert "at most 5 per second" in limited[0]["message"]
     gateway.wait_for_log(r"\[WARNING\] Connection \S+ sends more than 5 messages per second")
     assert gateway.log().count("sends more than 5 messages per second") == 1
+    # Below what the project's own links send, it says so once, at start.
+    assert (
+        gateway.log().count(
+            "[WARNING] --rate-limit 5 is below the 90 messages a second a homelab's signaling link "
+            "may send: a homelab answering many clients at once will have answers refused; use 90 "
+            "or more (or 0 for no limit)"
+        )
+        == 1
+    )
+
+
+def test_the_default_rate_limit_is_above_the_links_pace(gateway: GatewayProcess) -> None:
+    assert "--rate-limit" not in gateway.log()
 
 
 async def test_many_clients_at_once_are_all_served(gateway: GatewayProcess) -> None:
