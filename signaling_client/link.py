@@ -79,6 +79,19 @@ def _refusal(url: str, status: int) -> SignalingRefused:
         return SignalingRefused(
             f"the signaling service refused {url} (HTTP 403); {GUIDE_URL_HINT}", http_status=status
         )
+    if status == 429:
+        return SignalingRefused(
+            "the signaling service refused another connection (HTTP 429): too many are open at "
+            "once from this address or with this token; end some (the client agent, on by "
+            "default, keeps one per homelab) or raise the gateway's limits",
+            http_status=status,
+        )
+    if status == 503:
+        return SignalingRefused(
+            "the signaling service is at its limit of open connections (HTTP 503); try again "
+            "shortly, or raise the gateway's --max-connections",
+            http_status=status,
+        )
     return SignalingRefused(
         f"the signaling service answered HTTP {status} at {url}; {GUIDE_URL_HINT}",
         http_status=status,
