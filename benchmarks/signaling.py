@@ -40,13 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.report import machine_description, print_rows, report
 from p2p_protocol.tokens import issue_token
-from signaling_gateway.cli import MANAGEMENT_CLIENT_CONFIG
+from signaling_gateway.cli import in_process_client
 from signaling_gateway.inprocess import IN_PROCESS_ENDPOINT, InProcessManagementApi
 from signaling_gateway.pool import default_worker_count
 
@@ -295,15 +294,9 @@ def post_cpu_ms(posts: int = 5000) -> float:
         raise AssertionError(f"a post asked the gateway {op}{args}")
 
     management = InProcessManagementApi("local", {"bench="}, lambda _id, _data: None, no_gateway)
-    session = boto3.session.Session(
-        aws_access_key_id="benchmark", aws_secret_access_key="benchmark", region_name="us-east-1"
+    client = in_process_client(
+        management, SECRET.decode(), IN_PROCESS_ENDPOINT.format(stage="local")
     )
-    client = session.client(
-        "apigatewaymanagementapi",
-        endpoint_url=IN_PROCESS_ENDPOINT.format(stage="local"),
-        config=MANAGEMENT_CLIENT_CONFIG,
-    )
-    management.register(client.meta.events)
     data = json.dumps({"action": "signal", "type": "offer", "data": "x" * 400}).encode()
     for _ in range(posts // 10):  # botocore loads its parsers and caches on first use
         client.post_to_connection(ConnectionId="bench=", Data=data)

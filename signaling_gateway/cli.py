@@ -8,6 +8,7 @@ import re
 import resource
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -434,6 +435,18 @@ def _management_session(management_secret: str) -> boto3.session.Session:
     )
 
 
+def in_process_client(
+    management: InProcessManagementApi, management_secret: str, endpoint: str
+) -> "ApiGatewayManagementApiClient":
+    """A handler worker's management client: botocore builds, signs and parses its calls as
+    on AWS; ``management`` answers them in process."""
+    client = _management_session(management_secret).client(
+        "apigatewaymanagementapi", endpoint_url=endpoint, config=MANAGEMENT_CLIENT_CONFIG
+    )
+    management.register(client.meta.events)
+    return client
+
+
 def start_pool(
     size: int,
     config: GatewayConfig,
@@ -443,15 +456,7 @@ def start_pool(
     """Fork the handler workers (before the event loop: a fork copies no running thread)."""
 
     def build_handler(management: InProcessManagementApi, registry: SharedRegistry) -> Handler:
-        session = _management_session(config.management_secret)
-
-        def make_client(endpoint: str) -> "ApiGatewayManagementApiClient":
-            client = session.client(
-                "apigatewaymanagementapi", endpoint_url=endpoint, config=MANAGEMENT_CLIENT_CONFIG
-            )
-            management.register(client.meta.events)
-            return client
-
+        make_client = partial(in_process_client, management, config.management_secret)
         endpoint = IN_PROCESS_ENDPOINT.format(stage=config.stage)
         return SignalingApp(
             replace(settings, management_endpoint=endpoint),

@@ -81,18 +81,6 @@ def _error(error: ManagementError) -> web.Response:
     return _json({"message": message}, status, error_type)
 
 
-def _forbidden() -> web.Response:
-    return _error(FORBIDDEN)
-
-
-def _too_large() -> web.Response:
-    return _error(TOO_LARGE)
-
-
-def _gone(connection_id: str) -> web.Response:
-    return _error(gone(connection_id))
-
-
 def _iso(epoch: float) -> str:
     return (
         datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -184,11 +172,11 @@ class ManagementApi:
         if "Authorization" not in request.headers:
             return self._refuse(request, "it is not signed (no Authorization header)")
         if request.content_length is not None and request.content_length > MAX_POST_BYTES:
-            return _too_large()
+            return _error(TOO_LARGE)
         try:
             body = await request.read()  # kept by aiohttp: _post reads it again for free
         except web.HTTPRequestEntityTooLarge:  # a chunked body, without Content-Length
-            return _too_large()
+            return _error(TOO_LARGE)
         try:
             verify(self._secret, request.method, request.raw_path, request.headers.items(), body)
         except SignatureError as exc:
@@ -200,7 +188,7 @@ class ManagementApi:
         log.warning(
             "Management API: refused %s %r: %s", request.method[:16], request.path[:100], why
         )
-        return _forbidden()
+        return _error(FORBIDDEN)
 
     def _connection_id(self, request: web.Request) -> str | None:
         """The connection a request names; None for another stage (Forbidden, as on AWS)."""
@@ -211,24 +199,24 @@ class ManagementApi:
     async def _post(self, request: web.Request) -> web.Response:
         connection_id = self._connection_id(request)
         if connection_id is None:
-            return _forbidden()
+            return _error(FORBIDDEN)
         if not await self._operations.post(connection_id, await request.read()):
-            return _gone(connection_id)
+            return _error(gone(connection_id))
         return web.Response(status=200)
 
     async def _get(self, request: web.Request) -> web.Response:
         connection_id = self._connection_id(request)
         if connection_id is None:
-            return _forbidden()
+            return _error(FORBIDDEN)
         found = self._operations.info(connection_id)
-        return _gone(connection_id) if found is None else _json(found)
+        return _error(gone(connection_id)) if found is None else _json(found)
 
     async def _delete(self, request: web.Request) -> web.Response:
         connection_id = self._connection_id(request)
         if connection_id is None:
-            return _forbidden()
+            return _error(FORBIDDEN)
         if not self._operations.delete(connection_id):
-            return _gone(connection_id)
+            return _error(gone(connection_id))
         return web.Response(status=204)
 
 
